@@ -1,0 +1,34 @@
+# tapnf — `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv tools demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+tools:
+	@bash scripts/ensure-tools.sh
+
+demo: venv tools
+	$(VENV)/bin/nf demo
+
+test: venv tools
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: venv
+	$(VENV)/bin/ruff check nf pipeline plugins tests
+	$(VENV)/bin/ruff format --check nf pipeline plugins tests
+	$(VENV)/bin/mypy nf pipeline plugins
+
+bench: venv tools
+	$(VENV)/bin/nf bench
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

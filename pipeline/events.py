@@ -1,0 +1,140 @@
+"""The event-bus interface every component emits through, and the event schema.
+
+Components call ``bus.emit(topic, fields)``; the runtime decides where events go (the ZeroMQ PUB
+exporter in ``nf``, a list in tests). The exporter adds the envelope fields ``v``, ``ts``, ``seq``,
+``instance`` and ``gen``. ``SCHEMA`` is the single definition of every topic and field: the
+README's schema section is generated from it (``nf schema``) so code and docs cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+SCHEMA_VERSION = 1
+
+ENVELOPE: dict[str, str] = {
+    "v": "schema version (1)",
+    "ts": "wall clock when the event was published, float seconds since the epoch",
+    "seq": "per-instance event counter; a gap means events were dropped",
+    "instance": "name of the tapnf instance that emitted the event",
+    "gen": "profile generation in force (bumped by every live profile change)",
+}
+
+REASONS: tuple[str, ...] = (
+    "resumed",
+    "nothing_offered",
+    "cache_disabled",
+    "tickets_disabled",
+    "cache_miss",
+    "cache_expired",
+    "cache_evicted",
+    "ticket_unknown_key",
+    "ticket_invalid",
+    "ticket_expired",
+    "cipher_mismatch",
+    "version_mismatch",
+    "sni_mismatch",
+    "ems_mismatch",
+    "strict_resume",
+    "binder_invalid",
+    "psk_kdf_mismatch",
+    "ticket_reused",
+)
+
+SCHEMA: dict[str, dict[str, str]] = {
+    "tls.handshake": {
+        "conn": "connection id (unique per instance)",
+        "client": "client address:port",
+        "vip": "virtual server address:port",
+        "sni": "server_name offered by the client, or null",
+        "alpn": "protocol selected by ALPN, or null",
+        "version": "negotiated TLS version, e.g. '1.2'",
+        "cipher": "negotiated cipher suite (IANA name)",
+        "group": "ECDHE group of a full handshake, or null when resumed",
+        "offered": "what the client offered for resumption: none|session_id|ticket|psk",
+        "outcome": "full|resumed|failed",
+        "method": "session_id|ticket|psk_stateless|psk_stateful|null",
+        "reason": "one reason code (see REASONS) for the resumption decision, or the failure",
+        "session_id": "session ID in the ServerHello (hex; empty when tickets are issued)",
+        "client_session_id": "session ID in the ClientHello (hex)",
+        "tickets_issued": "number of NewSessionTicket messages sent",
+        "ticket_key": "name (hex) of the ticket key that opened or sealed the ticket, never the key",
+        "ticket_age_s": "age of the offered ticket in seconds, or null",
+        "ems": "extended master secret negotiated (bool)",
+        "duration_us": "wall time from ClientHello to Finished, microseconds",
+        "cpu_us": "process CPU time spent on this handshake, microseconds",
+        "history": "Zeek-style letters: c=ClientHello s=ServerHello x=Certificate k=key exchange "
+        "g=ChangeCipherSpec i=client Finished f=server Finished t=NewSessionTicket a=alert",
+        "alert": "alert description sent or received on failure, or null",
+    },
+    "tls.alert": {
+        "conn": "connection id",
+        "direction": "sent|received",
+        "level": "warning|fatal",
+        "description": "alert name, e.g. decode_error",
+        "reason": "why tapnf sent it (precise cause) or null when received",
+    },
+    "tls.cache": {
+        "profile": "TLS profile name",
+        "action": "evicted|expired|flushed",
+        "session_id": "hex session ID",
+        "age_s": "age of the session in seconds",
+    },
+    "tls.tickets": {
+        "profile": "TLS profile name",
+        "action": "installed|promoted|retired|erased",
+        "key": "key name (hex), never key material",
+    },
+    "tcp.flow": {
+        "conn": "connection id",
+        "action": "opened|closed",
+        "client": "client address:port",
+        "vip": "virtual server address:port",
+        "bytes_in": "payload bytes received from the client",
+        "bytes_out": "payload bytes sent to the client",
+        "segments_in": "segments received",
+        "segments_out": "segments sent",
+        "retransmits": "segments retransmitted",
+        "out_of_order": "out-of-order segments received",
+        "overlap_conflicts": "overlapping segments whose data differed from what was received",
+        "duration_s": "flow lifetime in seconds",
+        "reason": "close reason: fin|rst_received|rst_sent|timeout|idle|aborted|plugin_error|...",
+    },
+    "nf.profile": {
+        "profile": "TLS profile name",
+        "changed": "list of changed keys",
+        "source": "control|push|timer",
+        "version": "push version number (fleet push), or null",
+    },
+    "nf.stats": {"counters": "map of counter name to value"},
+}
+
+
+class EventBus(Protocol):
+    """Where components send events. Implementations must never block the caller."""
+
+    def emit(self, topic: str, fields: Mapping[str, Any]) -> None: ...
+
+
+class NullBus:
+    """Discards every event."""
+
+    def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
+        return None
+
+
+class ListBus:
+    """Keeps every event in memory, in order (tests, in-process tools)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
+        self.events.append((topic, dict(fields)))
+
+    def of(self, topic: str) -> list[dict[str, Any]]:
+        return [f for t, f in self.events if t == topic]
+
+
+__all__ = ["ENVELOPE", "REASONS", "SCHEMA", "SCHEMA_VERSION", "EventBus", "ListBus", "NullBus"]

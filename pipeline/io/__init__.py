@@ -1,0 +1,1 @@
+"""tapnf pipeline/io."""
