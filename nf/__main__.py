@@ -1,0 +1,5 @@
+import sys
+
+from nf.cli import main
+
+sys.exit(main())
