@@ -1,0 +1,74 @@
+"""``nf run`` and ``nf check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nf.config import Config, load_config
+from pipeline.errors import ConfigError
+
+
+def _load(path: str) -> Config:
+    return load_config(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = _load(args.config)
+    except ConfigError as exc:
+        print(f"nf: config error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.config}: ok — instance {cfg.instance}, {len(cfg.vips)} VIP(s), "
+        f"{len(cfg.virtual_servers)} virtual server(s), {len(cfg.profiles)} TLS profile(s)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nf.loop import Loop
+    from nf.runtime import Runtime
+    from pipeline.io.tap import TapError
+
+    try:
+        cfg = _load(args.config)
+    except ConfigError as exc:
+        print(f"nf: config error: {exc}", file=sys.stderr)
+        return 2
+    rt = Runtime(cfg)
+    loop = Loop(rt)
+    restore = loop.install_signal_handlers()
+    try:
+        try:
+            rt.build()
+            rt.attach()
+        except ConfigError as exc:
+            print(f"nf: config error: {exc}", file=sys.stderr)
+            return 2
+        except TapError as exc:
+            print(f"nf: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"nf: cannot start: {exc}", file=sys.stderr)
+            return 1
+        iface = cfg.interface
+        where = f" in netns {iface.netns}" if iface.netns else ""
+        vips = ", ".join(str(v) for v in cfg.vips)
+        print(f"nf: ready — {iface.kind} {iface.name}{where}, VIPs {vips}", flush=True)
+        loop.run()
+        print("nf: stopped", flush=True)
+        return 0
+    finally:
+        restore()
+        rt.close()
+        loop.close()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the network function described by a config file")
+    p.add_argument("-c", "--config", required=True, help="TOML config file (e.g. configs/lab.toml)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="validate a config file without running it")
+    p.add_argument("-c", "--config", required=True, help="TOML config file")
+    p.set_defaults(func=cmd_check)

@@ -1,0 +1,311 @@
+"""tapnf configuration: TOML (stdlib ``tomllib``) validated into frozen dataclasses.
+
+Every error is a :class:`~pipeline.errors.ConfigError` naming the key path and the offending
+value. Sections owned by a component are validated by that component (``[tcp]`` by
+``pipeline.tcp``, ``[profiles.*]`` by ``plugins.tls.profile``, ``[control]`` by ``nf.control``)
+so that live changes over the control channel go through the very same rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+DEFAULT_MAC = "02:00:00:00:0a:10"
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+INTERFACE_KINDS = ("tap", "pcap", "memory")
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    kind: str = "tap"
+    name: str = "tapnf0"
+    mac: bytes = bytes.fromhex(DEFAULT_MAC.replace(":", ""))
+    mtu: int = 1500
+    netns: str | None = None
+    peer_address: tuple[str, ...] = ()
+    path: str | None = None  # pcap source file
+
+
+@dataclass(frozen=True)
+class VirtualServer:
+    name: str
+    addresses: tuple[IPAddress, ...]
+    port: int
+    chain: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    pcap: str | None = None
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    instance: str
+    interface: InterfaceConfig
+    vips: tuple[IPAddress, ...]
+    virtual_servers: tuple[VirtualServer, ...]
+    tcp: Any  # pipeline.tcp.config.TcpConfig
+    profiles: Mapping[str, Any]  # name -> plugins.tls.profile.TlsProfile
+    control: Any  # nf.control.ControlConfig, or None when [control] is absent
+    capture: CaptureConfig
+    source: Path | None = None
+    base_dir: Path = Path(".")
+
+
+# ---- small typed readers ---------------------------------------------------------------------
+def _table(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, "must be a table", value)
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})", table[key]
+            )
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, "must be a string", value)
+    return value
+
+
+def _int(value: Any, path: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, "must be an integer", value)
+    if not lo <= value <= hi:
+        raise ConfigError(path, f"must be between {lo} and {hi}", value)
+    return value
+
+
+def _str_list(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(path, "must be a list of strings", value)
+    return tuple(_str(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _address(value: Any, path: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(_str(value, path))
+    except ValueError:
+        raise ConfigError(path, "not an IPv4 or IPv6 address", value) from None
+
+
+# ---- sections --------------------------------------------------------------------------------
+def _interface(t: Mapping[str, Any], path: str = "interface") -> InterfaceConfig:
+    _check_keys(t, {"kind", "name", "mac", "mtu", "netns", "peer_address", "path"}, path)
+    kind = _str(t.get("kind", "tap"), f"{path}.kind")
+    if kind not in INTERFACE_KINDS:
+        raise ConfigError(f"{path}.kind", f"must be one of {', '.join(INTERFACE_KINDS)}", kind)
+    name = _str(t.get("name", "tapnf0"), f"{path}.name")
+    if not name or len(name.encode()) > 15 or "/" in name or " " in name:
+        raise ConfigError(f"{path}.name", "must be 1-15 bytes, no '/' or spaces", name)
+    mac_s = _str(t.get("mac", DEFAULT_MAC), f"{path}.mac")
+    if not _MAC_RE.match(mac_s):
+        raise ConfigError(f"{path}.mac", "must look like 02:00:00:00:0a:10", mac_s)
+    mac = bytes.fromhex(mac_s.replace(":", ""))
+    if mac[0] & 1:
+        raise ConfigError(f"{path}.mac", "must be a unicast address (first octet even)", mac_s)
+    mtu = _int(t.get("mtu", 1500), f"{path}.mtu", 576, 9000)
+    netns = t.get("netns")
+    if netns is not None and not _NAME_RE.match(_str(netns, f"{path}.netns")):
+        raise ConfigError(f"{path}.netns", "must be 1-64 characters of [A-Za-z0-9_.-]", netns)
+    peers = _str_list(t.get("peer_address", []), f"{path}.peer_address")
+    for i, cidr in enumerate(peers):
+        try:
+            ipaddress.ip_interface(cidr)
+        except ValueError:
+            raise ConfigError(f"{path}.peer_address[{i}]", "not an address/prefix", cidr) from None
+    src = t.get("path")
+    if kind == "pcap" and src is None:
+        raise ConfigError(f"{path}.path", "a pcap interface needs the capture file to replay", None)
+    return InterfaceConfig(
+        kind, name, mac, mtu, netns, peers, None if src is None else _str(src, f"{path}.path")
+    )
+
+
+def _vips(value: Any, path: str = "vips") -> tuple[IPAddress, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, "needs at least one [[vips]] entry with an address", value)
+    out: list[IPAddress] = []
+    for i, entry in enumerate(value):
+        p = f"{path}[{i}]"
+        if isinstance(entry, str):
+            addr = _address(entry, p)
+        else:
+            e = _table(entry, p)
+            _check_keys(e, {"address"}, p)
+            addr = _address(e.get("address"), f"{p}.address")
+        if addr in out:
+            raise ConfigError(p, "duplicate virtual IP", str(addr))
+        out.append(addr)
+    return tuple(out)
+
+
+def _virtual_servers(
+    value: Any, vips: tuple[IPAddress, ...], path: str = "virtual_servers"
+) -> tuple[VirtualServer, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(path, "must be an array of tables ([[virtual_servers]])", value)
+    out: list[VirtualServer] = []
+    seen: dict[tuple[IPAddress, int], str] = {}
+    for i, entry in enumerate(value):
+        p = f"{path}[{i}]"
+        e = _table(entry, p)
+        name = _str(e.get("name", f"vs{i}"), f"{p}.name")
+        port = _int(e.get("port"), f"{p}.port", 1, 65535) if "port" in e else None
+        if port is None:
+            raise ConfigError(f"{p}.port", "is required", None)
+        chain = _str_list(e.get("chain"), f"{p}.chain") if "chain" in e else ()
+        if not chain:
+            raise ConfigError(
+                f"{p}.chain", 'needs at least one stage, e.g. ["echo"]', e.get("chain")
+            )
+        if "addresses" in e or "address" in e:
+            key = "addresses" if "addresses" in e else "address"
+            raw = _str_list(e[key], f"{p}.{key}")
+            addrs = tuple(_address(a, f"{p}.{key}[{j}]") for j, a in enumerate(raw))
+            for j, a in enumerate(addrs):
+                if a not in vips:
+                    raise ConfigError(f"{p}.{key}[{j}]", "is not one of the [[vips]]", str(a))
+        else:
+            addrs = vips
+        for a in addrs:
+            if (a, port) in seen:
+                raise ConfigError(
+                    f"{p}.port", f"{a}:{port} is already served by {seen[(a, port)]}", port
+                )
+            seen[(a, port)] = name
+        options = {
+            k: v for k, v in e.items() if k not in {"name", "port", "chain", "addresses", "address"}
+        }
+        out.append(VirtualServer(name, addrs, port, chain, options))
+    return tuple(out)
+
+
+def _capture(t: Mapping[str, Any], path: str = "capture") -> CaptureConfig:
+    _check_keys(t, {"pcap", "max_bytes"}, path)
+    pcap = t.get("pcap")
+    return CaptureConfig(
+        pcap=None if pcap is None else _str(pcap, f"{path}.pcap"),
+        max_bytes=_int(t.get("max_bytes", 256 * 1024 * 1024), f"{path}.max_bytes", 4096, 1 << 40),
+    )
+
+
+def _tcp(t: Mapping[str, Any]) -> Any:
+    from pipeline.tcp.config import TcpConfig
+
+    return TcpConfig.from_table(t, "tcp")
+
+
+def _profiles(t: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    if not t:
+        return {}
+    from plugins.tls.profile import parse_profile
+
+    out = {}
+    for name, table in t.items():
+        p = f"profiles.{name}"
+        if not _NAME_RE.match(name):
+            raise ConfigError(p, "profile names are 1-64 characters of [A-Za-z0-9_.-]", name)
+        out[name] = parse_profile(name, _table(table, p), base_dir, p)
+    return out
+
+
+def _control(t: Mapping[str, Any] | None) -> Any:
+    if t is None:
+        return None
+    from nf.control import ControlConfig
+
+    return ControlConfig.from_table(t, "control")
+
+
+TOP_KEYS = {
+    "instance",
+    "interface",
+    "vips",
+    "virtual_servers",
+    "tcp",
+    "profiles",
+    "control",
+    "capture",
+}
+
+
+def load_config_data(data: Mapping[str, Any], source: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    _check_keys(data, TOP_KEYS, "config")
+    base_dir = source.parent if source is not None else Path(".")
+    instance = _str(data.get("instance", "tapnf"), "instance")
+    if not _NAME_RE.match(instance):
+        raise ConfigError("instance", "must be 1-64 characters of [A-Za-z0-9_.-]", instance)
+    interface = _interface(_table(data.get("interface", {}), "interface"))
+    vips = _vips(data.get("vips"))
+    virtual_servers = _virtual_servers(data.get("virtual_servers"), vips)
+    profiles = _profiles(_table(data.get("profiles", {}), "profiles"), base_dir)
+    for i, vs in enumerate(virtual_servers):
+        for j, spec in enumerate(vs.chain):
+            name, _, arg = spec.partition(":")
+            if name == "tls" and arg not in profiles:
+                raise ConfigError(
+                    f"virtual_servers[{i}].chain[{j}]",
+                    f"no profile named {arg!r} in [profiles]",
+                    spec,
+                )
+    return Config(
+        instance=instance,
+        interface=interface,
+        vips=vips,
+        virtual_servers=virtual_servers,
+        tcp=_tcp(_table(data.get("tcp", {}), "tcp")),
+        profiles=profiles,
+        control=_control(_table(data["control"], "control") if "control" in data else None),
+        capture=_capture(_table(data.get("capture", {}), "capture")),
+        source=source,
+        base_dir=base_dir,
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file. Errors: ConfigError (file and TOML errors included)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(p), f"not valid TOML: {exc}") from None
+    return load_config_data(data, p.resolve())
+
+
+__all__ = [
+    "CaptureConfig",
+    "Config",
+    "InterfaceConfig",
+    "VirtualServer",
+    "load_config",
+    "load_config_data",
+]

@@ -1,0 +1,240 @@
+"""The runtime: builds the pipeline a config describes and holds it together for the loop.
+
+It owns the frame port (TAP, pcap replay or memory), the host stack with its TCP stack and the
+virtual servers' stream chains, the TLS profile registry, and the ZeroMQ control/event sockets.
+It implements the control channel's ``RuntimeView`` (status, counters, flows, vips).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nf import __version__
+from nf.config import Config
+from pipeline.chain import PacketChain, PluginEnv, StreamChain, build_chain
+from pipeline.events import EventBus, NullBus
+
+
+class RuntimeError_(Exception):
+    """A one-line reason the runtime could not start."""
+
+
+@dataclass
+class Clocks:
+    """Injected clocks: monotonic ``now`` for the data path, wall time and CPU time for events."""
+
+    monotonic: Any = time.monotonic
+    wall: Any = time.time
+    cpu: Any = time.process_time
+
+
+@dataclass
+class Runtime:
+    config: Config
+    port: Any = None  # FrameSource/FrameSink
+    clocks: Clocks = field(default_factory=Clocks)
+    rng: Any = os.urandom
+    counters: collections.Counter[str] = field(default_factory=collections.Counter)
+    bus: EventBus = field(default_factory=NullBus)
+    zmq_context: Any = None
+    started_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.tls: Any = None
+        self.tcp: Any = None
+        self.host: Any = None
+        self.exporter: Any = None
+        self.control: Any = None
+        self.subscriber: Any = None
+        self.packet_chain = PacketChain()
+        self.listeners: dict[tuple[bytes, int], StreamChain] = {}
+        self._closers: list[Any] = []
+
+    # ---- building ----------------------------------------------------------------------------
+    def build(self) -> Runtime:
+        """Build everything except the frame port (``attach`` does that)."""
+        cfg = self.config
+        self.started_at = self.clocks.monotonic()
+        if cfg.control is not None:
+            self._build_control_bus()
+        if cfg.profiles:
+            from plugins.tls.registry import ProfileRegistry
+
+            self.tls = ProfileRegistry(
+                cfg.profiles, bus=self.bus, rng=self.rng, wall_clock=self.clocks.wall
+            )
+        if cfg.capture.pcap:
+            from plugins.capture.pcap import PcapCaptureStage
+
+            stage = PcapCaptureStage(cfg.capture.pcap, max_bytes=cfg.capture.max_bytes)
+            self.packet_chain.stages.append(stage)
+            self._closers.append(stage)
+        from pipeline.host import HostStack
+
+        from pipeline.tcp import TcpStack
+
+        self.tcp = TcpStack(
+            {},
+            cfg.tcp,
+            counters=self.counters,
+            bus=self.bus,
+            rng=self.rng,
+            mtu=cfg.interface.mtu,
+        )
+        self.host = HostStack(
+            cfg.interface.mac,
+            [a.packed for a in cfg.vips],
+            cfg.interface.mtu,
+            counters=self.counters,
+            bus=self.bus,
+            tcp=self.tcp,
+            packet_chain=self.packet_chain,
+        )
+        self.tcp.set_listeners(self._build_listeners())
+        return self
+
+    def _plugin_env(self, vs: Any) -> PluginEnv:
+        shared: dict[str, Any] = getattr(self, "_shared", {})
+        if self.tls is not None:
+            shared["tls"] = self.tls
+        self._shared = shared
+        return PluginEnv(
+            config=self.config,
+            vs=vs.options,
+            bus=self.bus,
+            rng=self.rng,
+            wall_clock=self.clocks.wall,
+            cpu_clock=self.clocks.cpu,
+            shared=shared,
+        )
+
+    def _build_listeners(self) -> dict[tuple[bytes, int], StreamChain]:
+        listeners: dict[tuple[bytes, int], StreamChain] = {}
+        for i, vs in enumerate(self.config.virtual_servers):
+            chain = build_chain(
+                list(vs.chain), self._plugin_env(vs), path=f"virtual_servers[{i}].chain"
+            )
+            for addr in vs.addresses:
+                listeners[(addr.packed, vs.port)] = chain
+        self.listeners = listeners
+        return listeners
+
+    def _build_control_bus(self) -> None:
+        import zmq
+
+        from nf.control import ControlServer
+        from nf.exporter import ZmqEventBus
+        from nf.ops import build_ops
+
+        ctl = self.config.control
+        self.zmq_context = self.zmq_context or zmq.Context()
+        self.exporter = ZmqEventBus(
+            self.zmq_context, ctl.events, instance=self.config.instance, gen=self.gen, config=ctl
+        )
+        self.bus = self.exporter
+        self.control = ControlServer(self.zmq_context, ctl.endpoint, build_ops(self), config=ctl)
+        if getattr(ctl, "subscribe", None):
+            from nf.push import FleetSubscriber
+
+            self.subscriber = FleetSubscriber(self.zmq_context, ctl, self)
+
+    def attach(self) -> None:
+        """Open the frame port the config names (TAP, pcap replay) unless one was given."""
+        if self.port is None:
+            iface = self.config.interface
+            if iface.kind == "tap":
+                from pipeline.io.tap import TapPort
+
+                self.port = TapPort(
+                    iface.name, mtu=iface.mtu, netns=iface.netns, peer_address=iface.peer_address
+                ).open()
+            elif iface.kind == "pcap":
+                from pipeline.io.pcap import PcapSource
+
+                self.port = PcapSource(iface.path)
+            else:
+                from pipeline.io.memory import MemoryPort
+
+                self.port = MemoryPort()
+
+    # ---- RuntimeView for the control channel -----------------------------------------------
+    def gen(self) -> int:
+        return int(self.tls.gen) if self.tls is not None else 0
+
+    @property
+    def endpoint_is_secure(self) -> bool:
+        return bool(getattr(self.control, "is_secure", False))
+
+    def status(self) -> dict[str, Any]:
+        describe = getattr(self.port, "describe", None)
+        return {
+            "version": __version__,
+            "instance": self.config.instance,
+            "uptime_s": round(self.clocks.monotonic() - self.started_at, 3),
+            "config": str(self.config.source) if self.config.source else None,
+            "interfaces": [describe()] if describe else [],
+            "gen": self.gen(),
+        }
+
+    def flows(self) -> list[dict[str, Any]]:
+        return list(self.tcp.flows()) if self.tcp is not None else []
+
+    def vips(self) -> list[dict[str, Any]]:
+        out = []
+        for a in self.config.vips:
+            ports = [
+                {"port": vs.port, "name": vs.name, "chain": list(vs.chain)}
+                for vs in self.config.virtual_servers
+                if a in vs.addresses
+            ]
+            out.append({"address": str(a), "version": a.version, "virtual_servers": ports})
+        return out
+
+    # ---- timers and shutdown ---------------------------------------------------------------
+    def poll_at(self) -> float | None:
+        """Earliest monotonic deadline of any component (wall-clock timers converted)."""
+        deadlines = []
+        if self.host is not None and (t := self.host.poll_at()) is not None:
+            deadlines.append(t)
+        for profile in self._profile_runtimes():
+            if (w := profile.poll_at()) is not None:
+                deadlines.append(self.clocks.monotonic() + max(0.0, w - self.clocks.wall()))
+        if self.exporter is not None and (t := self.exporter.poll_at()) is not None:
+            deadlines.append(t)
+        return min(deadlines) if deadlines else None
+
+    def handle_timers(self, now: float) -> None:
+        if self.host is not None:
+            self.host.handle_timer(now)
+        wall = self.clocks.wall()
+        for profile in self._profile_runtimes():
+            profile.handle_timer(wall)
+        if self.exporter is not None:
+            self.exporter.tick(now, self.stats)
+
+    def _profile_runtimes(self) -> list[Any]:
+        return [self.tls.get(name) for name in self.tls.names()] if self.tls is not None else []
+
+    def stats(self) -> dict[str, Any]:
+        counters = dict(self.counters)
+        if getattr(self.port, "write_drops", 0):
+            counters["drop.tx_busy"] = self.port.write_drops
+        return counters
+
+    def close(self) -> None:
+        for closer in (*self._closers, self.subscriber, self.control, self.exporter):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:  # noqa: BLE001 - shutdown must release everything else
+                    pass
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+        if self.zmq_context is not None:
+            self.zmq_context.term()
+            self.zmq_context = None

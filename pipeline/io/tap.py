@@ -1,0 +1,267 @@
+"""TAP attachment: create or attach a Linux TAP device, optionally inside a lab network namespace.
+
+The NF side of the wire is our file descriptor (``/dev/net/tun`` with ``IFF_TAP | IFF_NO_PI``);
+the kernel side is the interface the kernel sees, configured with ``peer_address`` and link up.
+A device this class creates is *non-persistent*: the kernel removes it when our descriptor closes,
+so a crash (even SIGKILL) cannot leak it. A namespace it creates is deleted on ``close()``. A
+pre-existing device or namespace is attached to and left in place.
+
+Every failure is a :class:`TapError` carrying a one-line message for the user.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFNAMSIZ = 16
+IFA_F_NODAD = 0x02
+NETNS_RUN_DIR = "/var/run/netns"
+
+
+class TapError(Exception):
+    """A one-line, user-facing reason the TAP could not be set up."""
+
+
+def _netlink() -> Any:
+    try:
+        import pyroute2
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise TapError(f"pyroute2 is not installed: {exc}") from None
+    return pyroute2
+
+
+@contextmanager
+def in_netns(name: str | None) -> Iterator[None]:
+    """Run the block with this thread's network namespace switched to ``name`` (None: stay)."""
+    if name is None:
+        yield
+        return
+    netns = _netlink().netns
+    saved = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        netns.setns(name, flags=0)
+        yield
+    finally:
+        netns.setns(saved, flags=0)
+        os.close(saved)
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_RUN_DIR, name))
+
+
+class TapPort:
+    """A TAP device as a frame source and sink (``read_frames``/``write_frame``/``fileno``)."""
+
+    def __init__(
+        self,
+        name: str = "tapnf0",
+        *,
+        mtu: int = 1500,
+        netns: str | None = None,
+        peer_address: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.mtu = mtu
+        self.netns = netns
+        self.peer_address = tuple(peer_address)
+        self.fd: int | None = None
+        self.created_device = False
+        self.created_netns = False
+        self.write_drops = 0
+        self._bufsize = max(mtu + 64, 2048)
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def open(self) -> TapPort:
+        if len(self.name.encode()) >= IFNAMSIZ:
+            raise TapError(
+                f"interface name {self.name!r} is too long (at most {IFNAMSIZ - 1} bytes)"
+            )
+        if not os.path.exists(TUN_PATH):
+            raise TapError(f"{TUN_PATH} is missing: load the tun module (modprobe tun)")
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self) -> None:
+        pr = _netlink()
+        if self.netns is not None and not netns_exists(self.netns):
+            try:
+                pr.netns.create(self.netns)
+            except OSError as exc:
+                raise TapError(
+                    f"cannot create network namespace {self.netns!r}: {exc.strerror}"
+                ) from None
+            self.created_netns = True
+        # Where does the device live now? Attach there; otherwise create it in our namespace.
+        found, home = self._find_device()
+        if found:
+            with in_netns(home):
+                self.fd = self._attach()
+        else:
+            self.fd = self._attach()
+            self.created_device = True
+            if self.netns is not None:
+                self._move_to_netns()
+        self._configure_peer()
+
+    def _find_device(self) -> tuple[bool, str | None]:
+        """(found, namespace) of an existing device named ``self.name``; None = our namespace.
+
+        A pre-existing device is used where it is: in the lab namespace, or in ours when no
+        namespace is configured.
+        """
+        pr = _netlink()
+        if self.netns is not None:
+            with pr.NetNS(self.netns) as ns:
+                if ns.link_lookup(ifname=self.name):
+                    return True, self.netns
+        with pr.IPRoute() as ipr:
+            if ipr.link_lookup(ifname=self.name):
+                if self.netns is not None:
+                    raise TapError(
+                        f"device {self.name!r} exists outside namespace {self.netns!r}; "
+                        "delete it or drop interface.netns"
+                    )
+                return True, None
+        return False, None
+
+    def _attach(self) -> int:
+        try:
+            fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except PermissionError:
+            raise TapError(
+                f"permission denied opening {TUN_PATH}: needs CAP_NET_ADMIN (run as root)"
+            ) from None
+        ifr = struct.pack("16sH", self.name.encode(), IFF_TAP | IFF_NO_PI)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, ifr)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno == errno.EPERM:
+                raise TapError(
+                    f"cannot attach TAP {self.name!r}: needs CAP_NET_ADMIN (run as root)"
+                ) from None
+            if exc.errno == errno.EBUSY:
+                raise TapError(
+                    f"TAP device {self.name!r} is busy (another process has it open)"
+                ) from None
+            if exc.errno == errno.EINVAL:
+                raise TapError(f"{self.name!r} exists and is not a TAP device") from None
+            raise TapError(f"cannot attach TAP {self.name!r}: {exc.strerror}") from None
+        return fd
+
+    def _move_to_netns(self) -> None:
+        pr = _netlink()
+        with pr.IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=self.name)[0]
+            ipr.link("set", index=idx, mtu=self.mtu)
+            ipr.link("set", index=idx, net_ns_fd=self.netns)
+
+    def _configure_peer(self) -> None:
+        pr = _netlink()
+        ctx = pr.NetNS(self.netns) if self.netns is not None else pr.IPRoute()
+        with ctx as ipr:
+            idx = ipr.link_lookup(ifname=self.name)[0]
+            if self.created_device:
+                ipr.link("set", index=idx, mtu=self.mtu)
+            for cidr in self.peer_address:
+                iface = ipaddress.ip_interface(cidr)
+                try:
+                    ipr.addr(
+                        "add",
+                        index=idx,
+                        address=str(iface.ip),
+                        prefixlen=iface.network.prefixlen,
+                        flags=IFA_F_NODAD if iface.version == 6 else 0,
+                    )
+                except pr.NetlinkError as exc:
+                    if exc.code != errno.EEXIST:
+                        raise TapError(f"cannot add address {cidr} to {self.name}: {exc}") from None
+            ipr.link("set", index=idx, state="up")
+            if self.netns is not None:
+                lo = ipr.link_lookup(ifname="lo")
+                if lo:
+                    ipr.link("set", index=lo[0], state="up")
+
+    # ---- FrameSource / FrameSink -----------------------------------------------------------
+    def fileno(self) -> int:
+        if self.fd is None:
+            raise TapError("TAP is not open")
+        return self.fd
+
+    def read_frames(self, max_frames: int = 64) -> list[bytes]:
+        frames: list[bytes] = []
+        fd, size = self.fileno(), self._bufsize
+        for _ in range(max_frames):
+            try:
+                frame = os.read(fd, size)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EINTR):
+                    break
+                raise
+            if not frame:
+                break
+            frames.append(frame)
+        return frames
+
+    def write_frame(self, frame: bytes | bytearray | memoryview) -> bool:
+        try:
+            os.write(self.fileno(), frame)
+        except (BlockingIOError, InterruptedError):
+            self.write_drops += 1
+            return False
+        except OSError as exc:
+            # EIO: the kernel side is down; EINVAL: malformed frame of ours. Count, never die.
+            if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOBUFS, errno.EMSGSIZE):
+                self.write_drops += 1
+                return False
+            raise
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "tap",
+            "name": self.name,
+            "netns": self.netns,
+            "mtu": self.mtu,
+            "peer_address": list(self.peer_address),
+            "created_device": self.created_device,
+            "created_netns": self.created_netns,
+        }
+
+    def close(self) -> None:
+        """Release exactly what we created: the fd (and so our non-persistent device) and the netns."""
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            finally:
+                self.fd = None
+        if self.created_netns and self.netns is not None:
+            try:
+                _netlink().netns.remove(self.netns)
+            except OSError:
+                pass
+            self.created_netns = False
+
+    def __enter__(self) -> TapPort:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
