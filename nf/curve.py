@@ -21,6 +21,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from pipeline.errors import ConfigError
 
+ZAP_DOMAIN = "tapnf"
+
 
 @dataclass(frozen=True)
 class CurveConfig:
@@ -121,7 +123,7 @@ class CurveAuth:
 
     def allow_dir(self, directory: Path) -> None:
         """Admit the public keys in ``directory`` (re-read on every call)."""
-        self._auth.configure_curve(domain="*", location=str(directory))
+        self._auth.configure_curve(domain=ZAP_DOMAIN, location=str(directory))
 
     def release(self, context: zmq.Context[Any]) -> None:
         self._users -= 1
@@ -135,7 +137,7 @@ def make_server(sock: zmq.Socket[Any], curve: CurveConfig) -> None:
     sock.curve_secretkey = curve.secret_key
     sock.curve_publickey = curve.public_key
     sock.curve_server = True
-    sock.zap_domain = b"tapnf"
+    sock.zap_domain = ZAP_DOMAIN.encode()
 
 
 def make_client(
