@@ -1,0 +1,371 @@
+"""TLS 1.2 handshake message codec (RFC 5246 §7.4 and the extension RFCs), Buffer-based.
+
+Parsers raise :class:`~pipeline.errors.DecodeError` for malformed bytes and
+:class:`~plugins.tls.alerts.TlsAlert` for well-formed but illegal content (duplicate extensions,
+bad point formats); emitters return the message body without the 4-byte handshake header
+(``frame`` adds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from pipeline.buffer import Buffer
+from pipeline.errors import DecodeError
+from plugins.tls.alerts import TlsAlert
+
+
+class HandshakeType(IntEnum):
+    hello_request = 0
+    client_hello = 1
+    server_hello = 2
+    new_session_ticket = 4
+    certificate = 11
+    server_key_exchange = 12
+    certificate_request = 13
+    server_hello_done = 14
+    certificate_verify = 15
+    client_key_exchange = 16
+    finished = 20
+
+
+class ExtensionType(IntEnum):
+    server_name = 0
+    supported_groups = 10
+    ec_point_formats = 11
+    signature_algorithms = 13
+    alpn = 16
+    encrypt_then_mac = 22
+    extended_master_secret = 23
+    session_ticket = 35
+    supported_versions = 43
+    renegotiation_info = 0xFF01
+
+
+HT = HandshakeType
+ET = ExtensionType
+MAX_HANDSHAKE_MESSAGE = 1 << 16  # bound on any message we accept from a client
+
+
+def frame(msg_type: int, body: bytes) -> bytes:
+    """Handshake header (type, uint24 length) + body."""
+    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+
+
+def is_grease(v: int) -> bool:
+    """RFC 8701 GREASE values 0x?A?A."""
+    return (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)
+
+
+# ---- ClientHello -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClientHello:
+    version: int
+    random: bytes
+    session_id: bytes
+    cipher_suites: tuple[int, ...]
+    compression_methods: bytes = b"\x00"
+    extensions: tuple[tuple[int, bytes], ...] = ()  # raw, in order; None-block when absent
+    has_extensions_block: bool = True
+
+    @classmethod
+    def parse(cls, body: bytes) -> ClientHello:
+        buf = Buffer(body)
+        version = buf.pull_uint16()
+        random = buf.pull_bytes(32)
+        session_id = buf.pull_opaque(1)
+        if len(session_id) > 32:
+            raise DecodeError("session_id longer than 32 bytes")
+        with buf.pull_block(2) as n:
+            if n < 2 or n % 2:
+                raise DecodeError("cipher_suites length must be even and non-zero")
+            suites = tuple(buf.pull_uint16() for _ in range(n // 2))
+        compression = buf.pull_opaque(1)
+        if not compression:
+            raise DecodeError("empty compression_methods")
+        exts: list[tuple[int, bytes]] = []
+        has_block = not buf.eof()
+        if has_block:
+            seen: set[int] = set()
+            with buf.pull_block(2):
+                while not buf.eof():
+                    code = buf.pull_uint16()
+                    data = buf.pull_opaque(2)
+                    if code in seen:
+                        raise TlsAlert("duplicate_extension", f"extension {code} twice")
+                    seen.add(code)
+                    exts.append((code, data))
+        buf.expect_end()
+        return cls(version, random, session_id, suites, compression, tuple(exts), has_block)
+
+    def emit(self) -> bytes:
+        buf = Buffer()
+        buf.push_uint16(self.version)
+        buf.push_bytes(self.random)
+        buf.push_opaque(1, self.session_id)
+        with buf.push_block(2):
+            for s in self.cipher_suites:
+                buf.push_uint16(s)
+        buf.push_opaque(1, self.compression_methods)
+        if self.has_extensions_block or self.extensions:
+            with buf.push_block(2):
+                for code, data in self.extensions:
+                    buf.push_uint16(code)
+                    buf.push_opaque(2, data)
+        return buf.data()
+
+    def ext(self, code: int) -> bytes | None:
+        for c, data in self.extensions:
+            if c == code:
+                return data
+        return None
+
+
+@dataclass(frozen=True)
+class HelloExtensions:
+    """The ClientHello extensions the server acts on, decoded."""
+
+    sni: str | None = None
+    groups: tuple[int, ...] | None = None
+    point_formats: bytes | None = None
+    signature_algorithms: tuple[int, ...] | None = None
+    alpn: tuple[str, ...] | None = None
+    ems: bool = False
+    etm: bool = False
+    ticket: bytes | None = None
+    renegotiation_info: bytes | None = None
+    supported_versions: tuple[int, ...] | None = None
+    unknown: tuple[int, ...] = field(default=())
+
+
+def _u16_list(data: bytes, what: str, min_items: int = 1) -> tuple[int, ...]:
+    buf = Buffer(data)
+    with buf.pull_block(2) as n:
+        if n % 2 or n < 2 * min_items:
+            raise DecodeError(f"{what}: bad list length")
+        items = tuple(buf.pull_uint16() for _ in range(n // 2))
+    buf.expect_end()
+    return items
+
+
+def _parse_sni(data: bytes) -> str | None:
+    buf = Buffer(data)
+    host: str | None = None
+    with buf.pull_block(2) as n:
+        if n == 0:
+            raise DecodeError("server_name: empty list")
+        while not buf.eof():
+            name_type = buf.pull_uint8()
+            name = buf.pull_opaque(2)
+            if name_type != 0:
+                continue
+            if host is not None:
+                raise DecodeError("server_name: two host names")
+            if not name:
+                raise DecodeError("server_name: empty host name")
+            try:
+                host = name.decode("ascii").rstrip(".").lower()
+            except UnicodeDecodeError:
+                raise DecodeError("server_name: not ASCII") from None
+    buf.expect_end()
+    return host
+
+
+def _parse_alpn(data: bytes) -> tuple[str, ...]:
+    buf = Buffer(data)
+    out: list[str] = []
+    with buf.pull_block(2) as n:
+        if n < 2:
+            raise DecodeError("alpn: empty list")
+        while not buf.eof():
+            proto = buf.pull_opaque(1)
+            if not proto:
+                raise DecodeError("alpn: empty protocol name")
+            out.append(proto.decode("latin-1"))
+    buf.expect_end()
+    return tuple(out)
+
+
+def _parse_empty(data: bytes, what: str) -> bool:
+    if data:
+        raise DecodeError(f"{what}: must be empty")
+    return True
+
+
+def parse_extensions(ch: ClientHello) -> HelloExtensions:
+    """Decode the extensions the server uses; unknown ones (incl. GREASE) are kept by code only."""
+    kw: dict[str, object] = {}
+    unknown: list[int] = []
+    for code, data in ch.extensions:
+        if code == ET.server_name:
+            kw["sni"] = _parse_sni(data)
+        elif code == ET.supported_groups:
+            kw["groups"] = _u16_list(data, "supported_groups")
+        elif code == ET.ec_point_formats:
+            buf = Buffer(data)
+            formats = buf.pull_opaque(1)
+            buf.expect_end()
+            if not formats:
+                raise DecodeError("ec_point_formats: empty")
+            if 0 not in formats:
+                raise TlsAlert("no_uncompressed_point_format")
+            kw["point_formats"] = formats
+        elif code == ET.signature_algorithms:
+            kw["signature_algorithms"] = _u16_list(data, "signature_algorithms")
+        elif code == ET.alpn:
+            kw["alpn"] = _parse_alpn(data)
+        elif code == ET.extended_master_secret:
+            kw["ems"] = _parse_empty(data, "extended_master_secret")
+        elif code == ET.encrypt_then_mac:
+            kw["etm"] = _parse_empty(data, "encrypt_then_mac")
+        elif code == ET.session_ticket:
+            kw["ticket"] = data
+        elif code == ET.renegotiation_info:
+            buf = Buffer(data)
+            kw["renegotiation_info"] = buf.pull_opaque(1)
+            buf.expect_end()
+        elif code == ET.supported_versions:
+            buf = Buffer(data)
+            with buf.pull_block(1) as n:
+                if n < 2 or n % 2:
+                    raise DecodeError("supported_versions: bad list length")
+                kw["supported_versions"] = tuple(buf.pull_uint16() for _ in range(n // 2))
+            buf.expect_end()
+        else:
+            unknown.append(code)
+    return HelloExtensions(unknown=tuple(unknown), **kw)  # type: ignore[arg-type]
+
+
+# ---- server messages -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerHello:
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    extensions: tuple[tuple[int, bytes], ...] = ()
+    version: int = 0x0303
+
+    def emit(self) -> bytes:
+        buf = Buffer()
+        buf.push_uint16(self.version)
+        buf.push_bytes(self.random)
+        buf.push_opaque(1, self.session_id)
+        buf.push_uint16(self.cipher_suite)
+        buf.push_uint8(0)
+        if self.extensions:
+            with buf.push_block(2):
+                for code, data in self.extensions:
+                    buf.push_uint16(code)
+                    buf.push_opaque(2, data)
+        return buf.data()
+
+    @classmethod
+    def parse(cls, body: bytes) -> ServerHello:
+        buf = Buffer(body)
+        version = buf.pull_uint16()
+        random = buf.pull_bytes(32)
+        session_id = buf.pull_opaque(1)
+        if len(session_id) > 32:
+            raise DecodeError("session_id longer than 32 bytes")
+        suite = buf.pull_uint16()
+        if buf.pull_uint8() != 0:
+            raise DecodeError("compression method must be null")
+        exts: list[tuple[int, bytes]] = []
+        if not buf.eof():
+            with buf.pull_block(2):
+                while not buf.eof():
+                    exts.append((buf.pull_uint16(), buf.pull_opaque(2)))
+        buf.expect_end()
+        return cls(random, session_id, suite, tuple(exts), version)
+
+
+def certificate(chain_der: list[bytes] | tuple[bytes, ...]) -> bytes:
+    buf = Buffer()
+    with buf.push_block(3):
+        for der in chain_der:
+            buf.push_opaque(3, der)
+    return buf.data()
+
+
+def ecdhe_params(group: int, public: bytes) -> bytes:
+    """ServerECDHParams: curve_type named_curve(3), NamedCurve, ECPoint (RFC 8422 §5.4)."""
+    return bytes([3]) + group.to_bytes(2, "big") + bytes([len(public)]) + public
+
+
+def server_key_exchange(params: bytes, scheme: int, signature: bytes) -> bytes:
+    buf = Buffer()
+    buf.push_bytes(params)
+    buf.push_uint16(scheme)
+    buf.push_opaque(2, signature)
+    return buf.data()
+
+
+def parse_server_key_exchange(body: bytes) -> tuple[int, bytes, int, bytes]:
+    """(group, public point, scheme, signature) — used by tests and tools."""
+    buf = Buffer(body)
+    if buf.pull_uint8() != 3:
+        raise DecodeError("curve_type must be named_curve")
+    group = buf.pull_uint16()
+    public = buf.pull_opaque(1)
+    scheme = buf.pull_uint16()
+    sig = buf.pull_opaque(2)
+    buf.expect_end()
+    return group, public, scheme, sig
+
+
+def parse_client_key_exchange(body: bytes) -> bytes:
+    """ClientECDiffieHellmanPublic: the client's point, <1..2^8-1>."""
+    buf = Buffer(body)
+    point = buf.pull_opaque(1)
+    buf.expect_end()
+    if not point:
+        raise DecodeError("empty ECDH public value")
+    return point
+
+
+def client_key_exchange(point: bytes) -> bytes:
+    return bytes([len(point)]) + point
+
+
+def new_session_ticket(lifetime_hint: int, ticket: bytes) -> bytes:
+    buf = Buffer()
+    buf.push_uint32(lifetime_hint)
+    buf.push_opaque(2, ticket)
+    return buf.data()
+
+
+def parse_new_session_ticket(body: bytes) -> tuple[int, bytes]:
+    buf = Buffer(body)
+    hint = buf.pull_uint32()
+    ticket = buf.pull_opaque(2)
+    buf.expect_end()
+    return hint, ticket
+
+
+def parse_finished(body: bytes) -> bytes:
+    if len(body) != 12:
+        raise DecodeError(f"Finished of {len(body)} bytes (want 12)")
+    return body
+
+
+__all__ = [
+    "MAX_HANDSHAKE_MESSAGE",
+    "ClientHello",
+    "ExtensionType",
+    "HandshakeType",
+    "HelloExtensions",
+    "ServerHello",
+    "certificate",
+    "client_key_exchange",
+    "ecdhe_params",
+    "frame",
+    "is_grease",
+    "new_session_ticket",
+    "parse_client_key_exchange",
+    "parse_extensions",
+    "parse_finished",
+    "parse_new_session_ticket",
+    "parse_server_key_exchange",
+    "server_key_exchange",
+]
