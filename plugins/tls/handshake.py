@@ -1,0 +1,458 @@
+"""The TLS 1.2 server handshake: one small class per state (rustls style).
+
+Each state holds only its own data and has ``handle(hs, msg) -> next state``; ``ACCEPTS`` lists the
+message kinds it takes (the connection raises ``unexpected_<message>_in_<state>`` for any other).
+``Handshake`` carries what every state shares (randoms, transcript, negotiated parameters, the
+resumption decision) and the few outputs states need (queue a handshake message, send
+ChangeCipherSpec, switch keys). The full and abbreviated flights follow RFC 5246 §7.3, RFC 5077
+§3.1 (ticket issue/resume) and RFC 7627 (extended master secret).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from pipeline.errors import DecodeError
+from plugins.tls import messages as m
+from plugins.tls import prf
+from plugins.tls.alerts import TlsAlert
+from plugins.tls.certs import CertEntry, CertResolver, sign
+from plugins.tls.ciphers import (
+    DEFAULT_CLIENT_SCHEMES,
+    SUITES_BY_CODE,
+    TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
+    TLS_FALLBACK_SCSV,
+    CipherSuite,
+    Group,
+    is_supported_group,
+)
+from plugins.tls.keylog import client_random_line
+from plugins.tls.record import make_protection
+from plugins.tls.resumption import Decision, HelloOffer
+from plugins.tls.session import SessionState
+
+HT = m.HandshakeType
+ET = m.ExtensionType
+CCS = 0x100  # pseudo message kind for ChangeCipherSpec
+TLS12 = 0x0303
+
+_ORDERS: dict[int, int] = {
+    Group.secp256r1: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    Group.secp384r1: int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),
+}
+_CURVES: dict[int, ec.EllipticCurve] = {
+    Group.secp256r1: ec.SECP256R1(),
+    Group.secp384r1: ec.SECP384R1(),
+}
+
+
+class Resumption(Protocol):
+    """What the engine needs from ``plugins.tls.resumption.ProfileRuntime``."""
+
+    profile: Any
+
+    def decide(
+        self, offer: HelloOffer, wall_now: float, rng: Callable[[int], bytes]
+    ) -> Decision: ...
+
+    def finish_full(self, decision: Decision, state: SessionState, wall_now: float) -> None: ...
+
+    def new_ticket(self, state: SessionState, wall_now: float) -> tuple[bytes, int, str]: ...
+
+    def session_closed(self, session_id: bytes, clean: bool, wall_now: float) -> None: ...
+
+
+@dataclass
+class Message:
+    kind: int  # HandshakeType, or CCS
+    body: bytes
+    raw: bytes = b""  # full handshake message (header + body) for the transcript
+
+
+@dataclass
+class Handshake:
+    """Shared handshake data and the outputs states use; owned by the connection."""
+
+    runtime: Resumption
+    resolver: CertResolver
+    rng: Callable[[int], bytes]
+    send_message: Callable[[int, bytes], None]
+    send_ccs: Callable[[], None]
+    set_read: Callable[[Any], None]
+    keylog: Callable[[str], None]
+    wall_now: float = 0.0
+    # negotiated
+    client_random: bytes = b""
+    server_random: bytes = b""
+    client_session_id: bytes = b""
+    session_id: bytes = b""
+    suite: CipherSuite | None = None
+    group: int | None = None
+    sni: str | None = None
+    alpn: str | None = None
+    ems: bool = False
+    etm: bool = False
+    secure_renegotiation: bool = False
+    master_secret: bytes = field(default=b"", repr=False)
+    decision: Decision | None = None
+    offered: str = "none"
+    tickets_issued: int = 0
+    ticket_key: str | None = None
+    history: list[str] = field(default_factory=list)
+    complete: bool = False
+    _transcript: Any = None
+    _pending: bytearray = field(default_factory=bytearray)
+    _key_block: bytes = field(default=b"", repr=False)
+
+    # ---- transcript ----------------------------------------------------------------------
+    def add(self, raw: bytes) -> None:
+        if self._transcript is None:
+            self._pending += raw
+        else:
+            self._transcript.update(raw)
+
+    def start_transcript(self, suite: CipherSuite) -> None:
+        self._transcript = hashlib.new(suite.prf_hash, bytes(self._pending))
+        self._pending.clear()
+
+    def transcript_hash(self) -> bytes:
+        digest: bytes = self._transcript.copy().digest()
+        return digest
+
+    def send(self, msg_type: int, body: bytes) -> None:
+        raw = m.frame(msg_type, body)
+        self.add(raw)
+        self.send_message(msg_type, raw)
+
+    # ---- keys ----------------------------------------------------------------------------
+    def derive_keys(self) -> None:
+        assert self.suite is not None
+        s = self.suite
+        self._key_block = prf.key_block(
+            s.prf_hash,
+            self.master_secret,
+            self.server_random,
+            self.client_random,
+            s.key_block_len(),
+        )
+        self.keylog(client_random_line(self.client_random, self.master_secret))
+
+    def protection(self, server_write: bool) -> Any:
+        assert self.suite is not None
+        return make_protection(self.suite, self._key_block, server_write, self.etm, self.rng)
+
+    def finished(self, sender: str, handshake_hash: bytes) -> bytes:
+        assert self.suite is not None
+        return prf.verify_data(self.suite.prf_hash, self.master_secret, sender, handshake_hash)
+
+    def session_state(self) -> SessionState:
+        assert self.suite is not None
+        return SessionState(
+            TLS12, self.suite.code, self.master_secret, self.ems, self.sni, self.alpn, self.wall_now
+        )
+
+    def issue_ticket(self, state: SessionState) -> None:
+        ticket, hint, key_name = self.runtime.new_ticket(state, self.wall_now)
+        self.send(HT.new_session_ticket, m.new_session_ticket(hint, ticket))
+        self.tickets_issued += 1
+        self.ticket_key = key_name
+        self.history.append("t")
+
+    def send_server_finished(self) -> None:
+        self.send_ccs()
+        self.history.append("g")
+        self.send(HT.finished, self.finished("server", self.transcript_hash()))
+        self.history.append("f")
+
+
+class State:
+    NAME: ClassVar[str] = "state"
+    ACCEPTS: ClassVar[frozenset[int]] = frozenset()
+
+    def handle(self, hs: Handshake, msg: Message) -> State:
+        raise NotImplementedError
+
+
+# ---- ClientHello -----------------------------------------------------------------------------
+def _check_version(ch: m.ClientHello, ext: m.HelloExtensions) -> None:
+    if ext.supported_versions is not None:
+        versions = [v for v in ext.supported_versions if not m.is_grease(v)]
+        if TLS12 not in versions:
+            if any(v > TLS12 for v in versions):
+                raise TlsAlert("tls13_only", "supported_versions lacks TLS 1.2")
+            raise TlsAlert("version_too_old", "supported_versions lacks TLS 1.2")
+    if ch.version < TLS12:
+        if TLS_FALLBACK_SCSV in ch.cipher_suites:
+            raise TlsAlert("inappropriate_fallback")
+        raise TlsAlert("version_too_old", f"client_version 0x{ch.version:04x}")
+
+
+def _choose_group(hs: Handshake, client_groups: tuple[int, ...] | None) -> int | None:
+    ours = hs.runtime.profile.group_codes
+    if client_groups is None:  # RFC 8422 §4: no extension, any curve; prefer P-256 as most common
+        return Group.secp256r1 if Group.secp256r1 in ours else (ours[0] if ours else None)
+    if hs.runtime.profile.server_cipher_preference:
+        return next((g for g in ours if g in client_groups), None)
+    return next((g for g in client_groups if g in ours and is_supported_group(g)), None)
+
+
+def _suite_order(hs: Handshake, offered: tuple[int, ...]) -> list[CipherSuite]:
+    enabled = hs.runtime.profile.cipher_codes
+    if hs.runtime.profile.server_cipher_preference:
+        codes = [c for c in enabled if c in offered]
+    else:
+        enabled_set = set(enabled)
+        codes = [c for c in offered if c in enabled_set]
+    return [SUITES_BY_CODE[c] for c in codes if c in SUITES_BY_CODE]
+
+
+def _choose_alpn(hs: Handshake, client: tuple[str, ...] | None) -> str | None:
+    ours = hs.runtime.profile.alpn
+    if not ours or client is None:
+        return None
+    for proto in ours:
+        if proto in client:
+            return str(proto)
+    raise TlsAlert("no_application_protocol", f"client offered {list(client)}")
+
+
+class ExpectClientHello(State):
+    NAME = "expect_client_hello"
+    ACCEPTS = frozenset({HT.client_hello})
+
+    def handle(self, hs: Handshake, msg: Message) -> State:
+        hs.history.append("c")
+        hs.add(msg.raw)
+        ch = m.ClientHello.parse(msg.body)
+        hs.client_random, hs.client_session_id = ch.random, ch.session_id
+        ext = m.parse_extensions(ch)
+        hs.sni = ext.sni
+        _check_version(ch, ext)
+        if 0 not in ch.compression_methods:
+            raise TlsAlert("no_null_compression")
+        if ext.renegotiation_info not in (None, b""):
+            raise TlsAlert(
+                "bad_renegotiation_info", "non-empty renegotiation_info in initial hello"
+            )
+        hs.secure_renegotiation = (
+            ext.renegotiation_info is not None
+            or TLS_EMPTY_RENEGOTIATION_INFO_SCSV in ch.cipher_suites
+        )
+        hs.offered = "ticket" if ext.ticket else ("session_id" if ch.session_id else "none")
+        offer = HelloOffer(ch.session_id, ext.ticket, ch.cipher_suites, ext.sni, ext.ems)
+        decision = hs.runtime.decide(offer, hs.wall_now, hs.rng)
+        hs.decision = decision
+        hs.offered = decision.offered
+        hs.session_id = decision.server_session_id
+        hs.server_random = hs.rng(32)
+        hs.alpn = _choose_alpn(hs, ext.alpn)
+        if decision.resumed is not None:
+            return self._resume(hs, ch, ext, decision, decision.resumed)
+        return self._full(hs, ch, ext, decision)
+
+    def _server_hello(
+        self, hs: Handshake, ext: m.HelloExtensions, send_ticket_ext: bool, point_formats: bool
+    ) -> None:
+        assert hs.suite is not None
+        exts: list[tuple[int, bytes]] = []
+        if hs.secure_renegotiation:
+            exts.append((ET.renegotiation_info, b"\x00"))
+        if hs.ems:
+            exts.append((ET.extended_master_secret, b""))
+        if hs.etm:
+            exts.append((ET.encrypt_then_mac, b""))
+        if point_formats and ext.point_formats is not None:
+            exts.append((ET.ec_point_formats, b"\x01\x00"))
+        if send_ticket_ext:
+            exts.append((ET.session_ticket, b""))
+        if hs.alpn is not None:
+            proto = hs.alpn.encode("latin-1")
+            exts.append(
+                (ET.alpn, (len(proto) + 1).to_bytes(2, "big") + bytes([len(proto)]) + proto)
+            )
+        hello = m.ServerHello(hs.server_random, hs.session_id, hs.suite.code, tuple(exts))
+        hs.send(HT.server_hello, hello.emit())
+        hs.history.append("s")
+
+    def _resume(
+        self,
+        hs: Handshake,
+        ch: m.ClientHello,
+        ext: m.HelloExtensions,
+        decision: Decision,
+        state: SessionState,
+    ) -> State:
+        suite = SUITES_BY_CODE.get(state.cipher_suite)
+        if suite is None or suite.code not in ch.cipher_suites:
+            raise TlsAlert("internal_error", "resumed suite not offered")
+        hs.suite, hs.ems, hs.master_secret = suite, state.ems, state.master_secret
+        hs.etm = ext.etm and not suite.aead
+        hs.start_transcript(suite)
+        self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=False)
+        hs.derive_keys()
+        if decision.send_ticket_ext:
+            hs.issue_ticket(state)
+        if decision.ticket_key and not hs.ticket_key:
+            hs.ticket_key = decision.ticket_key
+        hs.send_server_finished()
+        return ExpectChangeCipherSpec(resumed=True)
+
+    def _full(
+        self, hs: Handshake, ch: m.ClientHello, ext: m.HelloExtensions, decision: Decision
+    ) -> State:
+        suites = _suite_order(hs, ch.cipher_suites)
+        if not suites:
+            raise TlsAlert("no_shared_cipher", "no enabled suite offered")
+        group = _choose_group(hs, ext.groups)
+        if group is None:
+            raise TlsAlert("no_shared_group")
+        schemes = ext.signature_algorithms or DEFAULT_CLIENT_SCHEMES
+        chosen: tuple[CipherSuite, CertEntry, int] | None = None
+        for suite in suites:
+            pick = hs.resolver.choose(suite.auth, ext.sni, schemes, ext.groups)
+            if pick is not None:
+                chosen = (suite, pick[0], pick[1])
+                break
+        if chosen is None:
+            raise TlsAlert("no_usable_certificate", "no certificate fits the offered suites")
+        suite, cert, scheme = chosen
+        hs.suite, hs.group = suite, group
+        hs.ems = ext.ems
+        hs.etm = ext.etm and not suite.aead
+        hs.start_transcript(suite)
+        self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=True)
+        hs.send(HT.certificate, cert.certificate_body)
+        hs.history.append("x")
+        private, public = _ecdhe_keypair(group, hs.rng)
+        params = m.ecdhe_params(group, public)
+        signature = sign(cert, scheme, hs.client_random + hs.server_random + params)
+        hs.send(HT.server_key_exchange, m.server_key_exchange(params, scheme, signature))
+        hs.history.append("k")
+        hs.send(HT.server_hello_done, b"")
+        return ExpectClientKeyExchange(group, private)
+
+
+def _ecdhe_keypair(group: int, rng: Callable[[int], bytes]) -> tuple[Any, bytes]:
+    if group == Group.x25519:
+        priv = x25519.X25519PrivateKey.from_private_bytes(rng(32))
+        return priv, priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    order = _ORDERS[group]
+    scalar = int.from_bytes(rng(64), "big") % (order - 1) + 1
+    key = ec.derive_private_key(scalar, _CURVES[group])
+    return key, key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def _ecdhe_shared(group: int, private: Any, point: bytes) -> bytes:
+    try:
+        if group == Group.x25519:
+            if len(point) != 32:
+                raise ValueError("x25519 point must be 32 bytes")
+            shared: bytes = private.exchange(x25519.X25519PublicKey.from_public_bytes(point))
+            return shared
+        if point[:1] != b"\x04":
+            raise ValueError("point must be uncompressed")
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[group], point)
+        return bytes(private.exchange(ec.ECDH(), peer))
+    except ValueError as exc:  # invalid point, all-zero x25519 result, ...
+        raise TlsAlert("bad_key_share", str(exc)) from None
+
+
+# ---- after the server flight -----------------------------------------------------------------
+class ExpectClientKeyExchange(State):
+    NAME = "expect_client_key_exchange"
+    ACCEPTS = frozenset({HT.client_key_exchange})
+
+    def __init__(self, group: int, private: Any) -> None:
+        self.group, self.private = group, private
+
+    def handle(self, hs: Handshake, msg: Message) -> State:
+        assert hs.suite is not None
+        hs.history.append("k")
+        point = m.parse_client_key_exchange(msg.body)
+        pms = _ecdhe_shared(self.group, self.private, point)
+        hs.add(msg.raw)
+        if hs.ems:
+            session_hash = hs.transcript_hash()
+            hs.master_secret = prf.extended_master_secret(hs.suite.prf_hash, pms, session_hash)
+        else:
+            hs.master_secret = prf.master_secret(
+                hs.suite.prf_hash, pms, hs.client_random, hs.server_random
+            )
+        hs.derive_keys()
+        return ExpectChangeCipherSpec(resumed=False)
+
+
+class ExpectChangeCipherSpec(State):
+    NAME = "expect_change_cipher_spec"
+    ACCEPTS = frozenset({CCS})
+
+    def __init__(self, resumed: bool) -> None:
+        self.resumed = resumed
+
+    def handle(self, hs: Handshake, msg: Message) -> State:
+        hs.history.append("g")
+        hs.set_read(hs.protection(server_write=False))
+        return ExpectFinished(self.resumed)
+
+
+class ExpectFinished(State):
+    NAME = "expect_finished"
+    ACCEPTS = frozenset({HT.finished})
+
+    def __init__(self, resumed: bool) -> None:
+        self.resumed = resumed
+
+    def handle(self, hs: Handshake, msg: Message) -> State:
+        hs.history.append("i")
+        got = m.parse_finished(msg.body)
+        want = hs.finished("client", hs.transcript_hash())
+        if not hmac.compare_digest(got, want):
+            raise TlsAlert("bad_finished", "client Finished verify_data mismatch")
+        hs.add(msg.raw)
+        if not self.resumed:
+            assert hs.decision is not None
+            state = hs.session_state()
+            if hs.decision.send_ticket_ext:
+                hs.issue_ticket(state)
+            hs.runtime.finish_full(hs.decision, state, hs.wall_now)
+            hs.send_server_finished()
+        hs.complete = True
+        return Traffic()
+
+
+class Traffic(State):
+    """Handshake done. A new ClientHello is a renegotiation attempt, refused by the connection."""
+
+    NAME = "traffic"
+    ACCEPTS = frozenset({HT.client_hello})
+
+    def handle(self, hs: Handshake, msg: Message) -> State:
+        return self
+
+
+def decode_guard(exc: DecodeError) -> TlsAlert:
+    return TlsAlert("decode_error", str(exc))
+
+
+__all__ = [
+    "CCS",
+    "ExpectChangeCipherSpec",
+    "ExpectClientHello",
+    "ExpectClientKeyExchange",
+    "ExpectFinished",
+    "Handshake",
+    "Message",
+    "Resumption",
+    "State",
+    "Traffic",
+]

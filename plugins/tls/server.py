@@ -1,0 +1,366 @@
+"""``TlsServerConnection``: the sans-IO TLS 1.2 server engine.
+
+Bytes in (``receive_data``), bytes out (``data_to_send``), events out (``next_event``), commands
+``send`` / ``close``. Every peer error is a :class:`~plugins.tls.alerts.TlsAlert` raised deep in the
+record layer, codec or a handshake state and caught once here, in ``receive_data``: the fatal alert
+is queued (and flushed by the next ``data_to_send``), an :class:`AlertSent` event and, when the
+handshake had not completed, a :class:`HandshakeFailed` event with the precise reason are emitted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import ApiError, DecodeError
+from plugins.tls import messages as m
+from plugins.tls.alerts import AlertDescription, AlertLevel, TlsAlert, alert_name
+from plugins.tls.certs import CertResolver
+from plugins.tls.ciphers import Group
+from plugins.tls.handshake import (
+    CCS,
+    ExpectClientHello,
+    ExpectClientKeyExchange,
+    Handshake,
+    Message,
+    Resumption,
+    State,
+    Traffic,
+)
+from plugins.tls.keylog import KeyLog
+from plugins.tls.record import (
+    CT_ALERT,
+    CT_APPLICATION_DATA,
+    CT_CHANGE_CIPHER_SPEC,
+    CT_HANDSHAKE,
+    RecordLayer,
+)
+
+MAX_RENEGOTIATION_ATTEMPTS = 3
+
+
+# ---- events ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HandshakeInfo:
+    """What one ClientHello led to (the body of the ``tls.handshake`` event, minus timings)."""
+
+    outcome: str  # full|resumed|failed
+    reason: str
+    offered: str
+    method: str | None
+    version: str | None
+    cipher: str | None
+    group: str | None
+    sni: str | None
+    alpn: str | None
+    session_id: str
+    client_session_id: str
+    tickets_issued: int
+    ticket_key: str | None
+    ticket_age_s: float | None
+    ems: bool
+    history: str
+    alert: str | None = None
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    info: HandshakeInfo
+
+
+@dataclass(frozen=True)
+class HandshakeFailed:
+    info: HandshakeInfo
+
+
+@dataclass(frozen=True)
+class ApplicationData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CloseNotify:
+    """The client sent close_notify; the engine has answered with its own."""
+
+
+@dataclass(frozen=True)
+class AlertReceived:
+    level: str
+    description: str
+
+
+@dataclass(frozen=True)
+class AlertSent:
+    level: str
+    description: str
+    reason: str | None
+
+
+Event = (
+    HandshakeComplete | HandshakeFailed | ApplicationData | CloseNotify | AlertReceived | AlertSent
+)
+
+_MSG_NAMES = {t.value: t.name for t in m.HandshakeType}
+_MSG_NAMES[CCS] = "change_cipher_spec"
+
+
+class TlsServerConnection:
+    """One TLS 1.2 server connection. ``runtime`` is the profile's resumption runtime."""
+
+    def __init__(
+        self,
+        runtime: Resumption,
+        resolver: CertResolver,
+        rng: Callable[[int], bytes],
+        keylog: KeyLog | None = None,
+    ) -> None:
+        self._record = RecordLayer()
+        self._events: deque[Event] = deque()
+        self._hs_buf = bytearray()
+        self._keylog = keylog
+        self._hs = Handshake(
+            runtime=runtime,
+            resolver=resolver,
+            rng=rng,
+            send_message=self._queue_handshake,
+            send_ccs=self._send_ccs,
+            set_read=self._record.change_read,
+            keylog=self._keylog_line,
+        )
+        self._state: State = ExpectClientHello()
+        self._out_hs = bytearray()
+        self._pending_write: Any = None
+        self.failed = False
+        self.closed_read = False  # close_notify or fatal alert received
+        self.closed_write = False  # close_notify or fatal alert sent
+        self.close_notify_received = False
+        self.close_notify_sent = False
+        self.renegotiation_attempts = 0
+        self.client_hello_seen = False
+
+    # ---- public API ----------------------------------------------------------------------
+    @property
+    def handshake_complete(self) -> bool:
+        return self._hs.complete
+
+    @property
+    def session_id(self) -> bytes:
+        return self._hs.session_id
+
+    @property
+    def runtime(self) -> Resumption:
+        return self._hs.runtime
+
+    def receive_data(self, data: bytes, wall_now: float = 0.0) -> None:
+        if self.closed_read or self.failed:
+            return
+        self._hs.wall_now = wall_now
+        try:
+            self._record.feed(data)
+            while not (self.closed_read or self.failed):
+                rec = self._record.next_record()
+                if rec is None:
+                    break
+                self._dispatch(rec[0], rec[1])
+        except TlsAlert as alert:
+            self._fail(alert)
+        except DecodeError as exc:
+            self._fail(TlsAlert("decode_error", str(exc)))
+        finally:
+            self._flush_handshake()
+
+    def data_to_send(self) -> bytes:
+        self._flush_handshake()
+        return self._record.data_to_send()
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def send(self, data: bytes) -> None:
+        if not self._hs.complete:
+            raise ApiError("send() before the handshake completed")
+        if self.closed_write:
+            raise ApiError("send() after close")
+        if data:
+            self._record.write(CT_APPLICATION_DATA, data)
+
+    def close(self) -> None:
+        """Send close_notify (once); no more application data may be sent."""
+        if self.closed_write:
+            return
+        self._flush_handshake()
+        self._send_alert(AlertLevel.warning, AlertDescription.close_notify, None)
+        self.close_notify_sent = True
+        self.closed_write = True
+
+    # ---- record dispatch -----------------------------------------------------------------
+    def _dispatch(self, ctype: int, payload: bytes) -> None:
+        if ctype == CT_HANDSHAKE:
+            self._hs_buf += payload
+            self._drain_handshake()
+        elif ctype == CT_CHANGE_CIPHER_SPEC:
+            if payload != b"\x01":
+                raise TlsAlert("ccs_bad_payload", f"ChangeCipherSpec payload {payload.hex()}")
+            if self._hs_buf:
+                raise TlsAlert("ccs_mid_message", "ChangeCipherSpec inside a handshake message")
+            if isinstance(self._state, ExpectClientHello | ExpectClientKeyExchange):
+                raise TlsAlert("ccs_before_keys", f"ChangeCipherSpec in {self._state.NAME}")
+            self._handle(Message(CCS, payload))
+        elif ctype == CT_ALERT:
+            self._receive_alerts(payload)
+        elif ctype == CT_APPLICATION_DATA:
+            if not self._hs.complete:
+                raise TlsAlert("app_data_before_handshake")
+            if payload:
+                self._events.append(ApplicationData(payload))
+
+    def _drain_handshake(self) -> None:
+        buf = self._hs_buf
+        while len(buf) >= 4:
+            length = int.from_bytes(buf[1:4], "big")
+            if length > m.MAX_HANDSHAKE_MESSAGE:
+                raise TlsAlert("handshake_too_large", f"handshake message of {length} bytes")
+            if len(buf) < 4 + length:
+                return
+            raw = bytes(buf[: 4 + length])
+            del buf[: 4 + length]
+            self._handle(Message(raw[0], raw[4:], raw))
+            if self.failed or self.closed_read:
+                return
+
+    def _handle(self, msg: Message) -> None:
+        state = self._state
+        if msg.kind not in state.ACCEPTS:
+            name = _MSG_NAMES.get(msg.kind, f"type{msg.kind}")
+            raise TlsAlert(f"unexpected_{name}_in_{state.NAME}")
+        if isinstance(state, Traffic):
+            self._refuse_renegotiation()
+            return
+        if isinstance(state, ExpectClientHello):
+            self.client_hello_seen = True
+        self._state = state.handle(self._hs, msg)
+        if self._hs.complete and not isinstance(state, Traffic):
+            self._events.append(HandshakeComplete(self._info(None)))
+
+    def _refuse_renegotiation(self) -> None:
+        # RFC 5746 §4.4 / RFC 5246 §7.2.2: decline with a no_renegotiation warning.
+        self.renegotiation_attempts += 1
+        if self.renegotiation_attempts > MAX_RENEGOTIATION_ATTEMPTS:
+            raise TlsAlert("unexpected_client_hello_in_traffic", "repeated renegotiation")
+        self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation, "renegotiation")
+
+    def _receive_alerts(self, payload: bytes) -> None:
+        if len(payload) % 2:
+            raise TlsAlert("alert_bad_length", f"alert record of {len(payload)} bytes")
+        for i in range(0, len(payload), 2):
+            level, desc = payload[i], payload[i + 1]
+            name = alert_name(desc)
+            if desc == AlertDescription.close_notify:
+                self._events.append(AlertReceived("warning", name))
+                self.close_notify_received = True
+                self.closed_read = True
+                if not self._hs.complete:
+                    self._handshake_failed("closed_by_peer", None)
+                self._events.append(CloseNotify())
+                self.close()
+                return
+            level_name = "fatal" if level == AlertLevel.fatal else "warning"
+            self._events.append(AlertReceived(level_name, name))
+            if level == AlertLevel.fatal or not self._hs.complete and desc != 90:
+                self.closed_read = True
+                self.closed_write = True
+                self.failed = True
+                if not self._hs.complete and self.client_hello_seen:
+                    self._handshake_failed(f"alert_received_{name}", name)
+                return
+
+    # ---- output helpers ------------------------------------------------------------------
+    def _queue_handshake(self, msg_type: int, raw: bytes) -> None:
+        self._out_hs += raw
+
+    def _flush_handshake(self) -> None:
+        if self._out_hs:
+            self._record.write(CT_HANDSHAKE, bytes(self._out_hs))
+            self._out_hs.clear()
+
+    def _send_ccs(self) -> None:
+        self._flush_handshake()
+        self._record.write(CT_CHANGE_CIPHER_SPEC, b"\x01")
+        self._record.change_write(self._hs.protection(server_write=True))
+
+    def _send_alert(self, level: AlertLevel, desc: AlertDescription, reason: str | None) -> None:
+        self._record.write(CT_ALERT, bytes([level, desc]))
+        self._events.append(AlertSent(level.name, desc.name, reason))
+        self._hs.history.append("a")
+
+    def _keylog_line(self, line: str) -> None:
+        if self._keylog is not None:
+            self._keylog.write_line(line)
+
+    def _fail(self, alert: TlsAlert) -> None:
+        self._out_hs.clear()  # a half-built flight is not sent; the alert is
+        if not self.closed_write:
+            self._send_alert(AlertLevel.fatal, alert.description, alert.reason)
+        self.failed = True
+        self.closed_write = True
+        self.closed_read = True
+        if not self._hs.complete:
+            self._handshake_failed(alert.reason, alert.description.name)
+
+    def _handshake_failed(self, reason: str, alert: str | None) -> None:
+        self._events.append(HandshakeFailed(self._info((reason, alert))))
+
+    def _info(self, failure: tuple[str, str | None] | None) -> HandshakeInfo:
+        hs = self._hs
+        d = hs.decision
+        suite = hs.suite
+        resumed = d is not None and d.resumed is not None
+        if failure is None:
+            outcome, reason, alert = (
+                ("resumed" if resumed else "full"),
+                (d.reason if d else ""),
+                None,
+            )
+        else:
+            outcome, (reason, alert) = "failed", failure
+        return HandshakeInfo(
+            outcome=outcome,
+            reason=reason,
+            offered=hs.offered,
+            method=d.method if (d is not None and resumed) else None,
+            version="1.2" if suite is not None else None,
+            cipher=suite.name if suite is not None else None,
+            group=Group(hs.group).name if hs.group is not None and not resumed else None,
+            sni=hs.sni,
+            alpn=hs.alpn,
+            session_id=hs.session_id.hex(),
+            client_session_id=hs.client_session_id.hex(),
+            tickets_issued=hs.tickets_issued,
+            ticket_key=hs.ticket_key or (d.ticket_key if d is not None else None),
+            ticket_age_s=d.ticket_age_s if d is not None else None,
+            ems=hs.ems,
+            history="".join(hs.history),
+            alert=alert,
+        )
+
+    # ---- end of connection ---------------------------------------------------------------
+    def connection_lost(self, wall_now: float) -> None:
+        """The transport is gone: tell the resumption runtime whether the session ended cleanly."""
+        if self._hs.complete and self._hs.session_id:
+            clean = (self.close_notify_received or self.close_notify_sent) and not self.failed
+            self._hs.runtime.session_closed(self._hs.session_id, clean, wall_now)
+
+
+__all__ = [
+    "AlertReceived",
+    "AlertSent",
+    "ApplicationData",
+    "CloseNotify",
+    "Event",
+    "HandshakeComplete",
+    "HandshakeFailed",
+    "HandshakeInfo",
+    "TlsServerConnection",
+]
