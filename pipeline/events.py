@@ -101,6 +101,12 @@ SCHEMA: dict[str, dict[str, str]] = {
         "duration_s": "flow lifetime in seconds",
         "reason": "close reason: fin|rst_received|rst_sent|timeout|idle|aborted|plugin_error|...",
     },
+    "tcp.anomaly": {
+        "conn": "connection id",
+        "kind": "what was seen: overlap_conflict (retransmitted data differing from the first copy)",
+        "seq": "sequence number (wire value) where the anomaly starts",
+        "length": "bytes concerned",
+    },
     "nf.profile": {
         "profile": "TLS profile name",
         "changed": "list of changed keys",

@@ -1,0 +1,451 @@
+"""The TCP stack: flow table, listeners, SYN backlog and cookies, and the stream-chain glue.
+
+The host stack hands every TCP segment for a virtual IP to ``receive_tcp`` and collects
+``take_output()``; ``poll_at()``/``handle_timer()`` drive every flow's timers through one heap.
+Each accepted connection gets a fresh stage stack from its listener's ``StreamChain`` once the
+handshake completes; in-order bytes go up with ``receive_data``, the peer's FIN as
+``receive_eof``, and ``on_close`` is called exactly once. A stage that raises aborts its flow
+only (RST, ``tcp.flow`` closed with reason ``plugin_error``, counter ``tcp.plugin_errors``).
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import ipaddress
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline.chain import FlowInfo, StreamChain, StreamStage
+from pipeline.errors import DecodeError
+from pipeline.events import EventBus
+from pipeline.tcp.config import TcpConfig
+from pipeline.tcp.cookies import TICK, IsnGenerator, SynCookies
+from pipeline.tcp.endpoint import State, TcpEndpoint
+from pipeline.tcp.seq import MASK
+from pipeline.wire.checksum import pseudo_header_sum, verify
+from pipeline.wire.tcp import ACK, HEADER_LEN, PROTO_TCP, RST, SYN, TcpRepr
+
+FlowKey = tuple[bytes, int, bytes, int]  # (client address, client port, vip address, vip port)
+Output = tuple[bytes, bytes, bytes]  # (src address, dst address, TCP segment)
+
+
+def addr_str(addr: bytes) -> str:
+    return str(ipaddress.ip_address(addr))
+
+
+def endpoint_str(addr: bytes, port: int) -> str:
+    return f"{addr_str(addr)}:{port}" if len(addr) == 4 else f"[{addr_str(addr)}]:{port}"
+
+
+class _Downstream:
+    """A stage's way back to the client: the flow's endpoint."""
+
+    __slots__ = ("ep",)
+
+    def __init__(self, ep: TcpEndpoint) -> None:
+        self.ep = ep
+
+    def send(self, data: bytes) -> None:
+        self.ep.send(data)
+
+    def close(self) -> None:
+        self.ep.close()
+
+    def abort(self, reason: str) -> None:
+        self.ep.abort(reason or "aborted")
+
+
+class Flow:
+    __slots__ = (
+        "key",
+        "ep",
+        "chain",
+        "stage",
+        "info",
+        "conn",
+        "embryonic",
+        "eof_delivered",
+        "closed",
+        "removed",
+        "deadline",
+        "token",
+    )
+
+    def __init__(self, key: FlowKey, ep: TcpEndpoint, chain: StreamChain, conn: int) -> None:
+        self.key = key
+        self.ep = ep
+        self.chain = chain
+        self.conn = conn
+        self.stage: StreamStage | None = None
+        self.info: FlowInfo | None = None
+        self.embryonic = ep.state is State.SYN_RECEIVED
+        self.eof_delivered = False
+        self.closed = False
+        self.removed = False
+        self.deadline: float | None = None
+        self.token = 0
+
+
+class TcpStack:
+    """Implements the host stack's ``TransportHandler`` protocol."""
+
+    def __init__(
+        self,
+        listeners: Mapping[tuple[bytes, int], StreamChain],
+        config: TcpConfig,
+        *,
+        counters: collections.Counter[str],
+        bus: EventBus,
+        rng: Callable[[int], bytes],
+        mtu: int = 1500,
+    ) -> None:
+        self.config = config
+        self.counters = counters
+        self.bus = bus
+        self.rng = rng
+        self.mtu = mtu
+        self._listeners: dict[tuple[bytes, int], StreamChain] = dict(listeners)
+        self._flows: dict[FlowKey, Flow] = {}
+        self._out: list[Output] = []
+        self._heap: list[tuple[float, int, Flow]] = []
+        self._token = 0
+        self._conn_ids = 0
+        self._embryonic = 0
+        self._isn = IsnGenerator(rng)
+        self._cookies = SynCookies(rng)
+        self._cookies_until = -1.0
+        self._syn_second = 0
+        self._syn_count = 0
+        self._syn_prev = 0
+        self._now = 0.0
+
+    # ---- configuration / inspection --------------------------------------------------------
+    def set_listeners(self, listeners: Mapping[tuple[bytes, int], StreamChain]) -> None:
+        """Replace the listeners; established flows keep the chain they started with."""
+        self._listeners = dict(listeners)
+
+    def flows(self) -> list[dict[str, Any]]:
+        """Plain-data view of every flow for the control channel (never payload)."""
+        out = []
+        for f in self._flows.values():
+            ep = f.ep
+            out.append(
+                {
+                    "conn": f.conn,
+                    "client": endpoint_str(f.key[0], f.key[1]),
+                    "vip": endpoint_str(f.key[2], f.key[3]),
+                    "state": ep.state.value,
+                    "bytes_in": ep.bytes_in,
+                    "bytes_out": ep.bytes_out,
+                    "age": round(self._now - ep.created, 3),
+                }
+            )
+        return out
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    # ---- TransportHandler ------------------------------------------------------------------
+    def receive_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+        self._now = now
+        n = len(segment)
+        if n < HEADER_LEN:
+            self.counters["drop.tcp_truncated"] += 1
+            return
+        if not verify(segment, pseudo_header_sum(src, dst, PROTO_TCP, n)):
+            self.counters["drop.bad_checksum"] += 1
+            return
+        try:
+            seg = TcpRepr.parse(segment)
+        except DecodeError:
+            self.counters["drop.tcp_malformed"] += 1
+            return
+        self.counters["tcp.segments_in"] += 1
+        flow = self._flows.get((src, seg.src_port, dst, seg.dst_port))
+        if flow is not None:
+            if flow.ep.state is State.TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
+                self._remove(flow)  # a new incarnation of the four-tuple (RFC 6191 style)
+            else:
+                flow.ep.receive_segment(seg, now)
+                self._service(flow, now)
+                return
+        self._no_flow(src, dst, seg, now)
+
+    def take_output(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    def poll_at(self) -> float | None:
+        heap = self._heap
+        while heap:
+            deadline, token, flow = heap[0]
+            if flow.removed or flow.token != token:
+                heapq.heappop(heap)
+                continue
+            return deadline
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        heap = self._heap
+        due: list[Flow] = []
+        while heap and heap[0][0] <= now:
+            _, token, flow = heapq.heappop(heap)
+            if not flow.removed and flow.token == token:
+                flow.deadline = None
+                due.append(flow)
+        for flow in due:
+            if flow.removed:
+                continue
+            t = flow.ep.poll_at()
+            if t is not None and t <= now:
+                flow.ep.handle_timer(now)
+            stage = flow.stage
+            if stage is not None and not flow.closed:
+                try:
+                    st = stage.poll_at()
+                    if st is not None and st <= now:
+                        stage.handle_timer(now)
+                except Exception:
+                    self._plugin_error(flow, now)
+            self._service(flow, now)
+        if len(heap) > 2 * len(self._flows) + 1024:
+            self._heap = [e for e in heap if not e[2].removed and e[2].token == e[1]]
+            heapq.heapify(self._heap)
+
+    # ---- flow servicing --------------------------------------------------------------------
+    def _service(self, flow: Flow, now: float) -> None:
+        ep = flow.ep
+        ev = ep.next_event()
+        while ev is not None:
+            kind = ev[0]
+            if kind == "connected":
+                if flow.embryonic:
+                    flow.embryonic = False
+                    self._embryonic -= 1
+                self._open(flow, now)
+            elif kind == "anomaly":
+                self.bus.emit(
+                    "tcp.anomaly", {"conn": flow.conn, "kind": ev[1], "seq": ev[2], "length": ev[3]}
+                )
+            ev = ep.next_event()
+        stage = flow.stage
+        if stage is not None and not flow.closed and ep.state is not State.CLOSED:
+            cfg = self.config
+            try:
+                while ep.readable and ep.send_queued < cfg.send_buffer:
+                    stage.receive_data(ep.read(), now)
+                if ep.eof_received and not ep.readable and not flow.eof_delivered:
+                    flow.eof_delivered = True
+                    stage.receive_eof(now)
+            except Exception:
+                self._plugin_error(flow, now)
+            if ep.send_queued > cfg.send_buffer_hard:
+                self.counters["tcp.send_buffer_overflows"] += 1
+                ep.abort("send_buffer_overflow")
+        segs = ep.segments_to_send(now)
+        if segs:
+            client, vip = flow.key[0], flow.key[2]
+            out = self._out
+            for seg in segs:
+                out.append((vip, client, seg.emit(vip, client)))
+            self.counters["tcp.segments_out"] += len(segs)
+        state = ep.state
+        if (state is State.CLOSED or state is State.TIME_WAIT) and not flow.closed:
+            self._close(flow, ep.close_reason or "closed", now)
+        if state is State.CLOSED:
+            self._remove(flow)
+            return
+        self._schedule(flow)
+
+    def _schedule(self, flow: Flow) -> None:
+        d = flow.ep.poll_at()
+        stage = flow.stage
+        if stage is not None and not flow.closed:
+            try:
+                sd = stage.poll_at()
+            except Exception:
+                sd = None
+            if sd is not None and (d is None or sd < d):
+                d = sd
+        if d != flow.deadline:
+            flow.deadline = d
+            if d is not None:
+                self._token += 1
+                flow.token = self._token
+                heapq.heappush(self._heap, (d, self._token, flow))
+
+    def _open(self, flow: Flow, now: float) -> None:
+        client, cport, vip, vport = flow.key
+        flow.info = FlowInfo(
+            conn=flow.conn,
+            client=(addr_str(client), cport),
+            vip=(addr_str(vip), vport),
+            vs=str(getattr(flow.chain, "name", "")),
+        )
+        self.counters["tcp.flows_opened"] += 1
+        self.bus.emit("tcp.flow", self._flow_fields(flow, "opened", None, now))
+        try:
+            flow.stage = flow.chain.new_connection()
+            flow.stage.on_open(flow.info, _Downstream(flow.ep), now)
+        except Exception:
+            self._plugin_error(flow, now)
+
+    def _plugin_error(self, flow: Flow, now: float) -> None:
+        self.counters["tcp.plugin_errors"] += 1
+        flow.ep.abort("plugin_error")
+
+    def _close(self, flow: Flow, reason: str, now: float) -> None:
+        flow.closed = True
+        if flow.info is None:  # never got past the handshake
+            self.counters["tcp.embryonic_closed"] += 1
+            return
+        self.counters["tcp.flows_closed"] += 1
+        if flow.stage is not None:
+            try:
+                flow.stage.on_close(reason, now)
+            except Exception:
+                self.counters["tcp.plugin_errors"] += 1
+        self.bus.emit("tcp.flow", self._flow_fields(flow, "closed", reason, now))
+
+    def _remove(self, flow: Flow) -> None:
+        if flow.removed:
+            return
+        flow.removed = True
+        if flow.embryonic:
+            flow.embryonic = False
+            self._embryonic -= 1
+        if not flow.closed:
+            self._close(flow, flow.ep.close_reason or "closed", self._now)
+        self._flows.pop(flow.key, None)
+
+    def _flow_fields(
+        self, flow: Flow, action: str, reason: str | None, now: float
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "conn": flow.conn,
+            "action": action,
+            "client": endpoint_str(flow.key[0], flow.key[1]),
+            "vip": endpoint_str(flow.key[2], flow.key[3]),
+        }
+        fields.update(flow.ep.stats())
+        fields["duration_s"] = round(now - flow.ep.created, 6)
+        fields["reason"] = reason
+        return fields
+
+    # ---- segments without a flow -----------------------------------------------------------
+    def _no_flow(self, src: bytes, dst: bytes, seg: TcpRepr, now: float) -> None:
+        flags = seg.flags
+        if flags & RST:
+            return
+        chain = self._listeners.get((dst, seg.dst_port))
+        if chain is None:
+            self.counters["tcp.rst_closed_port"] += 1
+            self._reply_rst(src, dst, seg)
+            return
+        if flags & SYN and not flags & ACK:
+            self._syn(src, dst, seg, chain, now)
+            return
+        if flags & ACK and not flags & SYN and now <= self._cookies_until:
+            mss = self._cookies.check(
+                src,
+                seg.src_port,
+                dst,
+                seg.dst_port,
+                (seg.seq - 1) & MASK,
+                (seg.ack - 1) & MASK,
+                now,
+            )
+            if mss is not None and len(self._flows) < self.config.max_flows:
+                self.counters["tcp.syn_cookies_accepted"] += 1
+                ep = TcpEndpoint.from_cookie(
+                    self.config,
+                    seg,
+                    mss,
+                    iss=(seg.ack - 1) & MASK,
+                    mss=self._local_mss(dst),
+                    now=now,
+                    counters=self.counters,
+                )
+                flow = self._add_flow((src, seg.src_port, dst, seg.dst_port), ep, chain)
+                ep.receive_segment(seg, now)
+                self._service(flow, now)
+                return
+            if mss is None:
+                self.counters["tcp.syn_cookies_invalid"] += 1
+        self.counters["tcp.rst_no_flow"] += 1
+        self._reply_rst(src, dst, seg)
+
+    def _syn(self, src: bytes, dst: bytes, seg: TcpRepr, chain: StreamChain, now: float) -> None:
+        cfg = self.config
+        rate = self._syn_rate(now)
+        if len(self._flows) >= cfg.max_flows:
+            self.counters["tcp.refused_max_flows"] += 1
+            self._reply_rst(src, dst, seg)
+            return
+        flood = rate > cfg.syn_cookie_threshold or self._embryonic >= cfg.syn_backlog
+        if flood and cfg.syn_cookies:
+            cookie = self._cookies.make(
+                src, seg.src_port, dst, seg.dst_port, seg.seq, seg.mss or 536, now
+            )
+            synack = TcpRepr(
+                seg.dst_port,
+                seg.src_port,
+                cookie,
+                (seg.seq + 1) & MASK,
+                SYN | ACK,
+                min(cfg.recv_buffer, 0xFFFF),
+                mss=self._local_mss(dst),
+            )
+            self._out.append((dst, src, synack.emit(dst, src)))
+            self.counters["tcp.syn_cookies_sent"] += 1
+            self._cookies_until = now + 2 * TICK
+            return
+        if self._embryonic >= cfg.syn_backlog:
+            self.counters["tcp.syn_backlog_full"] += 1
+            return
+        ep = TcpEndpoint.accept(
+            cfg,
+            seg,
+            iss=self._isn.isn(src, seg.src_port, dst, seg.dst_port, now),
+            mss=self._local_mss(dst),
+            now=now,
+            ts_offset=int.from_bytes(self.rng(4), "big"),
+            counters=self.counters,
+        )
+        flow = self._add_flow((src, seg.src_port, dst, seg.dst_port), ep, chain)
+        flow.embryonic = True
+        self._embryonic += 1
+        self._service(flow, now)
+
+    def _add_flow(self, key: FlowKey, ep: TcpEndpoint, chain: StreamChain) -> Flow:
+        self._conn_ids += 1
+        flow = Flow(key, ep, chain, self._conn_ids)
+        flow.embryonic = False
+        self._flows[key] = flow
+        return flow
+
+    def _syn_rate(self, now: float) -> float:
+        """SYNs per second over the last second (sliding estimate over two 1 s buckets)."""
+        second = int(now)
+        if second != self._syn_second:
+            self._syn_prev = self._syn_count if second == self._syn_second + 1 else 0
+            self._syn_second, self._syn_count = second, 0
+        self._syn_count += 1
+        return self._syn_count + self._syn_prev * (1.0 - (now - second))
+
+    def _local_mss(self, addr: bytes) -> int:
+        return self.mtu - (40 if len(addr) == 4 else 60)
+
+    def _reply_rst(self, src: bytes, dst: bytes, seg: TcpRepr) -> None:
+        """RFC 9293 §3.10.7.1: RST for a segment that belongs to no connection."""
+        if seg.flags & ACK:
+            rst = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK)
+        self.counters["tcp.rst_sent"] += 1
+        self._out.append((dst, src, rst.emit(dst, src)))
+
+
+__all__ = ["Flow", "TcpStack", "endpoint_str"]
