@@ -4,10 +4,9 @@
 ``apply_changes`` validates a live change (control channel ``tls.profile.set``) the same way and
 says which keys changed. Every error is ``ConfigError("<path>.<key>", message, value)``.
 
-This module holds the **canonical names** of the cipher suites and groups tapnf supports
-(``CIPHER_SUITES``, ``GROUPS``: IANA name -> code point, in default preference order — AEAD
-first, then the legacy ECDHE AES-CBC suites). The engine imports them from here; a profile's
-``ciphers``/``groups`` lists are validated against them.
+A profile's ``ciphers``/``groups`` are validated against the names the engine speaks
+(``plugins.tls.ciphers``), exposed here as ``CIPHER_SUITES``/``GROUPS`` (IANA name -> code point,
+default preference order: AEAD first, then the legacy ECDHE AES-CBC suites).
 
 Keys (defaults as DESIGN.md): ``cert``+``key`` or ``certs = [{cert, key}, ...]`` (paths relative
 to the config file; ``lab_certs = true`` generates missing files), ``versions``, ``ciphers``,
@@ -28,29 +27,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from pipeline.errors import ConfigError
+from plugins.tls.ciphers import DEFAULT_GROUPS, GROUPS_BY_NAME, SUITES
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-#: IANA name -> code point, default preference order (AEAD first, then CBC).
-CIPHER_SUITES: dict[str, int] = {
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": 0xC02B,
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": 0xC02F,
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": 0xC02C,
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": 0xC030,
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": 0xCCA9,
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": 0xCCA8,
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": 0xC023,
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": 0xC027,
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384": 0xC024,
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384": 0xC028,
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": 0xC009,
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": 0xC013,
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": 0xC00A,
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": 0xC014,
-}
+#: IANA name -> code point, default preference order (AEAD first, then CBC). The engine's
+#: ``ciphers.SUITES`` is the single source: a profile can name exactly what the engine speaks.
+CIPHER_SUITES: dict[str, int] = {s.name: s.code for s in SUITES}
 CIPHER_NAMES: dict[int, str] = {v: k for k, v in CIPHER_SUITES.items()}
 #: Group name -> NamedGroup code point (RFC 8422 / RFC 7748), default preference order.
-GROUPS: dict[str, int] = {"x25519": 29, "secp256r1": 23, "secp384r1": 24}
+GROUPS: dict[str, int] = {name: int(GROUPS_BY_NAME[name]) for name in DEFAULT_GROUPS}
 #: TLS versions a profile may list, and the wire value of each.
 VERSIONS: dict[str, int] = {"1.2": 0x0303}
 

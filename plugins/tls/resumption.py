@@ -281,8 +281,20 @@ class ProfileRuntime:
     def get(self) -> dict[str, Any]:
         return describe(self.profile)
 
-    def set(self, changes: Mapping[str, Any]) -> list[str]:
-        """Validate and apply ``changes`` atomically; returns the changed keys."""
+    def set(
+        self,
+        changes: Mapping[str, Any],
+        *,
+        source: str = "control",
+        version: int | None = None,
+        announce: bool = True,
+    ) -> list[str]:
+        """Validate and apply ``changes`` atomically; returns the changed keys.
+
+        Nothing changes unless every key is valid. New handshakes see the new profile at once;
+        a handshake already past ``decide`` keeps the decision it got. Emits ``nf.profile``
+        (unless ``announce`` is False, for a caller that announces itself) and bumps ``gen``.
+        """
         path = f"profiles.{self.profile.name}"
         new, changed = apply_changes(self.profile, changes, self.base_dir, path)
         keys: list[bytes] | None = None
@@ -312,10 +324,11 @@ class ProfileRuntime:
             self._make_ring(new, now)
         if self.ring is not None and new.session_ticket:
             self.ring.handle_timer(now)  # a shorter rotation may be due already
-        self.bus.emit(
-            "nf.profile",
-            {"profile": new.name, "changed": changed, "source": "control", "version": None},
-        )
+        if announce:
+            self.bus.emit(
+                "nf.profile",
+                {"profile": new.name, "changed": changed, "source": source, "version": version},
+            )
         if self.on_change is not None:
             self.on_change("set")
         return changed
