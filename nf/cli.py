@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "nf.commands.report",
     "nf.commands.keys",
     "nf.commands.schema",
+    "nf.commands.push",
 ]
 
 
