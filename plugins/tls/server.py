@@ -345,6 +345,10 @@ class TlsServerConnection:
             alert=alert,
         )
 
+    def info_for_failure(self, reason: str) -> HandshakeInfo:
+        """The handshake summary of a connection that ended mid-handshake (transport closed)."""
+        return self._info((reason, None))
+
     # ---- end of connection ---------------------------------------------------------------
     def connection_lost(self, wall_now: float) -> None:
         """The transport is gone: tell the resumption runtime whether the session ended cleanly."""
