@@ -1,0 +1,363 @@
+"""The host stack: tapnf as a host on its Ethernet segment, owning the virtual IPs.
+
+It answers ARP for IPv4 VIPs and Neighbor Solicitations for IPv6 VIPs, answers ICMP/ICMPv6 echo,
+learns neighbours, hands TCP for a VIP to the transport handler and frames that handler's output
+(resolving the next hop with ARP/NS, queueing a bounded number of packets meanwhile). Everything
+else is dropped with a counted reason (``drop.<reason>``, reasons in ``pipeline.wire.drops``).
+Sans-IO: frames and ``now`` in, frames out. Nothing here raises on any input.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from pipeline.chain import PacketChain
+from pipeline.errors import ConfigError, DecodeError
+from pipeline.events import EventBus, NullBus
+from pipeline.neighbours import NeighbourTable, PendingQueue
+from pipeline.wire import arp, icmp, icmpv6, ipv4, ipv6
+from pipeline.wire.arp import ArpRepr
+from pipeline.wire.drops import WireError, reason_of
+from pipeline.wire.ethernet import (
+    BROADCAST,
+    ETH_ARP,
+    ETH_IPV4,
+    ETH_IPV6,
+    EthernetRepr,
+    ipv6_multicast_mac,
+)
+from pipeline.wire.icmpv6 import NdiscRepr
+from pipeline.wire.ipv4 import Ipv4Repr
+from pipeline.wire.ipv6 import Ipv6Repr
+from pipeline.wire.udp import UdpRepr
+
+MAX_TX_QUEUE = 4096  # frames waiting for frames_to_send(); beyond: drop.tx_full
+
+
+class TransportHandler(Protocol):
+    """What the TCP stack offers the host stack (``pipeline.tcp`` implements it)."""
+
+    def receive_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None: ...
+
+    def take_output(self) -> list[tuple[bytes, bytes, bytes]]:
+        """(src ip, dst ip, TCP segment incl. checksum) to send, oldest first."""
+        ...
+
+    def poll_at(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+class HostStack:
+    def __init__(
+        self,
+        mac: bytes,
+        vips: Sequence[bytes],
+        mtu: int = 1500,
+        *,
+        counters: collections.Counter[str],
+        bus: EventBus | None = None,
+        tcp: TransportHandler | None = None,
+        neighbour_limit: int = 1024,
+        packet_chain: PacketChain | None = None,
+    ) -> None:
+        if len(mac) != 6 or mac[0] & 1:
+            raise ConfigError("interface.mac", "must be a 6-byte unicast MAC", mac.hex())
+        if not 576 <= mtu <= 65535 - 14:
+            raise ConfigError("interface.mtu", "must be between 576 and 65521", mtu)
+        self.mac = bytes(mac)
+        self.v4 = frozenset(bytes(v) for v in vips if len(v) == 4)
+        self.v6 = frozenset(bytes(v) for v in vips if len(v) == 16)
+        if len(self.v4) + len(self.v6) != len(set(map(bytes, vips))):
+            raise ConfigError("vips", "addresses must be 4 or 16 packed bytes", list(vips))
+        self.mtu = mtu
+        self.counters = counters
+        self.bus = bus if bus is not None else NullBus()
+        self.tcp = tcp
+        self.packet_chain = packet_chain
+        self.neighbours = NeighbourTable(neighbour_limit, counters)
+        self.pending = PendingQueue(counters)
+        self._solicited = {ipv6.solicited_node(v): v for v in self.v6}
+        self.listen_macs = frozenset(
+            {self.mac, BROADCAST, ipv6_multicast_mac(ipv6.ALL_NODES)}
+            | {ipv6_multicast_mac(s) for s in self._solicited}
+        )
+        self._out: list[bytes] = []
+        self._ident = 0
+        self._now = 0.0
+        self._by_ethertype: dict[int, Callable[[EthernetRepr, memoryview, float], None]] = {
+            ETH_IPV4: self._receive_ipv4,
+            ETH_ARP: self._receive_arp,
+            ETH_IPV6: self._receive_ipv6,
+        }
+
+    # ---- public verbs ------------------------------------------------------------------------
+    def startup_frames(self) -> list[bytes]:
+        """Gratuitous ARP per IPv4 VIP, unsolicited Neighbor Advertisement per IPv6 VIP."""
+        for vip in sorted(self.v4):
+            garp = ArpRepr(arp.OP_REQUEST, self.mac, vip, bytes(6), vip)
+            self._transmit(EthernetRepr(BROADCAST, self.mac, ETH_ARP).emit(garp.emit()), self._now)
+        for vip in sorted(self.v6):
+            na = NdiscRepr(icmpv6.NEIGHBOR_ADVERT, vip, self.mac, override=True)
+            self._send_icmpv6(vip, ipv6.ALL_NODES, na.emit(vip, ipv6.ALL_NODES), None, self._now)
+        out, self._out = self._out, []
+        return out
+
+    def receive_frame(self, frame: bytes | memoryview, now: float) -> None:
+        self._now = now
+        self.counters["rx.frames"] += 1
+        try:
+            chain = self.packet_chain
+            if chain is not None and chain.stages and not chain.run(frame, "in", now):
+                self.counters["drop.stage"] += 1
+                return
+            eth, payload = EthernetRepr.parse(frame)
+            if eth.dst not in self.listen_macs:
+                raise WireError("not_for_us", "destination MAC")
+            if eth.vlan is not None:
+                raise WireError("unsupported", "802.1Q tagged frame")
+            if eth.src[0] & 1:
+                raise WireError("bad_source", "multicast source MAC")
+            handler = self._by_ethertype.get(eth.ethertype)
+            if handler is None:
+                raise WireError("unsupported", f"ethertype {eth.ethertype:#06x}")
+            handler(eth, payload, now)
+        except DecodeError as exc:
+            self.counters["drop." + reason_of(exc)] += 1
+        except Exception:  # noqa: BLE001 - a bug must cost one frame, never the loop
+            self.counters["drop.internal"] += 1
+
+    def frames_to_send(self, now: float) -> list[bytes]:
+        """Replies and the transport's output, Ethernet-framed, in order."""
+        self._now = now
+        if self.tcp is not None:
+            try:
+                output = self.tcp.take_output()
+            except Exception:  # noqa: BLE001
+                self.counters["drop.internal"] += 1
+                output = []
+            for src, dst, segment in output:
+                self._send_ip(src, dst, ipv4.PROTO_TCP, segment, now)
+        out, self._out = self._out, []
+        return out
+
+    def poll_at(self) -> float | None:
+        deadlines = [t for t in (self.pending.poll_at(), self._tcp_poll_at()) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        for dst, src in self.pending.due(now):
+            self._probe(dst, src, now)
+        if self.tcp is not None:
+            t = self._tcp_poll_at()
+            if t is not None and t <= now:
+                try:
+                    self.tcp.handle_timer(now)
+                except Exception:  # noqa: BLE001
+                    self.counters["drop.internal"] += 1
+
+    def _tcp_poll_at(self) -> float | None:
+        if self.tcp is None:
+            return None
+        try:
+            return self.tcp.poll_at()
+        except Exception:  # noqa: BLE001
+            self.counters["drop.internal"] += 1
+            return None
+
+    # ---- ARP -------------------------------------------------------------------------------
+    def _receive_arp(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
+        msg, _padding = ArpRepr.parse(payload)
+        if msg.sha[0] & 1:
+            raise WireError("bad_source", "multicast ARP sender address")
+        sender_ok = ipv4.is_unicast_v4(msg.spa) and msg.spa not in self.v4
+        if msg.tpa not in self.v4:
+            if sender_ok:
+                self.neighbours.update_if_known(msg.spa, msg.sha)
+            raise WireError("not_for_us", "ARP for another address")
+        if sender_ok:
+            self._learn(msg.spa, msg.sha, now)
+        if msg.op == arp.OP_REQUEST:
+            reply = ArpRepr(arp.OP_REPLY, self.mac, msg.tpa, msg.sha, msg.spa)
+            self._transmit(EthernetRepr(msg.sha, self.mac, ETH_ARP).emit(reply.emit()), now)
+            self.counters["arp.replied"] += 1
+        else:
+            self.counters["arp.replies_received"] += 1
+
+    # ---- IPv4 ------------------------------------------------------------------------------
+    def _receive_ipv4(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
+        ip, l4 = Ipv4Repr.parse(payload)
+        if ip.dst not in self.v4:
+            raise WireError("not_for_us", "IPv4 destination")
+        if not ipv4.is_unicast_v4(ip.src) or ip.src in self.v4:
+            raise WireError("bad_source", "IPv4 source")
+        if eth.dst != self.mac:
+            raise WireError("not_for_us", "unicast IPv4 in a broadcast frame")
+        self._learn(ip.src, eth.src, now)
+        proto = ip.protocol
+        if proto == ipv4.PROTO_TCP:
+            self._deliver_tcp(ip.src, ip.dst, l4, now)
+        elif proto == ipv4.PROTO_ICMP:
+            reply = icmp.echo_reply_v4(l4, ip.src, ip.dst, eth.src, self.mac, self._next_ident())
+            self._transmit(reply, now)
+            self.counters["icmp.echo_replied"] += 1
+        elif proto == ipv4.PROTO_UDP:
+            UdpRepr.parse(l4, ip.src, ip.dst)
+            raise WireError("unsupported", "UDP")
+        else:
+            raise WireError("unsupported", f"IP protocol {proto}")
+
+    def _deliver_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+        if self.tcp is None:
+            raise WireError("no_transport", "TCP without a transport handler")
+        self.tcp.receive_tcp(src, dst, segment, now)
+
+    def _next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    # ---- IPv6 ------------------------------------------------------------------------------
+    def _receive_ipv6(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
+        ip, l4 = Ipv6Repr.parse(payload)
+        if ip.src[0] == 0xFF:
+            raise WireError("bad_source", "multicast IPv6 source")
+        if ip.next_header == ipv6.NH_ICMPV6:
+            kind = icmpv6.icmpv6_type(l4)
+            if kind == icmpv6.NEIGHBOR_SOLICIT:
+                return self._receive_ns(eth, ip, l4, now)
+            if kind == icmpv6.NEIGHBOR_ADVERT:
+                return self._receive_na(eth, ip, l4, now)
+        if ip.dst not in self.v6:
+            raise WireError("not_for_us", "IPv6 destination")
+        if ip.src == ipv6.UNSPECIFIED or ip.src in self.v6:
+            raise WireError("bad_source", "IPv6 source")
+        if eth.dst != self.mac:
+            raise WireError("not_for_us", "unicast IPv6 in a multicast frame")
+        self._learn(ip.src, eth.src, now)
+        if ip.next_header == ipv6.NH_TCP:
+            self._deliver_tcp(ip.src, ip.dst, l4, now)
+        elif ip.next_header == ipv6.NH_ICMPV6:
+            reply = icmpv6.echo_reply_v6(l4, ip.src, ip.dst)
+            self._send_icmpv6(ip.dst, ip.src, reply, eth.src, now, hop_limit=ipv6.DEFAULT_HOP_LIMIT)
+            self.counters["icmp.echo_replied"] += 1
+        else:
+            UdpRepr.parse(l4, ip.src, ip.dst)
+            raise WireError("unsupported", "UDP")
+
+    def _receive_ns(self, eth: EthernetRepr, ip: Ipv6Repr, l4: memoryview, now: float) -> None:
+        if ip.hop_limit != icmpv6.ND_HOP_LIMIT:
+            raise WireError("bad_hop_limit", f"NS with hop limit {ip.hop_limit}")
+        ns, _ = NdiscRepr.parse(l4, ip.src, ip.dst)
+        if ns.target not in self.v6:
+            raise WireError("not_for_us", "NS for another address")
+        if ip.dst != ns.target and self._solicited.get(ip.dst) != ns.target:
+            raise WireError("not_for_us", "NS sent to an unrelated address")
+        if ip.src == ipv6.UNSPECIFIED:
+            # Duplicate address detection by another node: defend, to all nodes, not solicited.
+            if ns.lladdr is not None or ip.dst == ns.target:
+                raise WireError("malformed", "DAD NS with a source link-layer option")
+            na = NdiscRepr(icmpv6.NEIGHBOR_ADVERT, ns.target, self.mac, override=True)
+            self._send_icmpv6(
+                ns.target, ipv6.ALL_NODES, na.emit(ns.target, ipv6.ALL_NODES), None, now
+            )
+        else:
+            if ns.lladdr is not None and ns.lladdr[0] & 1:
+                raise WireError("bad_source", "multicast source link-layer address")
+            self._learn(ip.src, ns.lladdr or eth.src, now)
+            na = NdiscRepr(
+                icmpv6.NEIGHBOR_ADVERT, ns.target, self.mac, solicited=True, override=True
+            )
+            self._send_icmpv6(ns.target, ip.src, na.emit(ns.target, ip.src), None, now)
+        self.counters["nd.replied"] += 1
+
+    def _receive_na(self, eth: EthernetRepr, ip: Ipv6Repr, l4: memoryview, now: float) -> None:
+        if ip.hop_limit != icmpv6.ND_HOP_LIMIT:
+            raise WireError("bad_hop_limit", f"NA with hop limit {ip.hop_limit}")
+        na, _ = NdiscRepr.parse(l4, ip.src, ip.dst)
+        if na.solicited and ip.dst[0] == 0xFF:
+            raise WireError("malformed", "solicited NA to a multicast address")
+        if na.target in self.v6:
+            self.counters["nd.conflict"] += 1
+            raise WireError("not_for_us", "NA for one of our addresses from another node")
+        if ip.dst not in self.v6 and ip.dst != ipv6.ALL_NODES:
+            raise WireError("not_for_us", "NA for another node")
+        mac = na.lladdr or eth.src
+        if mac[0] & 1:
+            raise WireError("bad_source", "multicast target link-layer address")
+        if na.solicited or na.target in self.pending:
+            self._learn(na.target, mac, now)
+        else:
+            self.neighbours.update_if_known(na.target, mac)
+        self.counters["nd.adverts_received"] += 1
+
+    def _send_icmpv6(
+        self,
+        src: bytes,
+        dst: bytes,
+        message: bytes,
+        mac: bytes | None,
+        now: float,
+        hop_limit: int = icmpv6.ND_HOP_LIMIT,
+    ) -> None:
+        """ICMPv6 with a known link-layer destination (``mac``, or the multicast MAC of ``dst``)."""
+        packet = Ipv6Repr(src, dst, ipv6.NH_ICMPV6, len(message), hop_limit).emit(message)
+        eth_dst = mac if mac is not None else ipv6_multicast_mac(dst)
+        self._transmit(EthernetRepr(eth_dst, self.mac, ETH_IPV6).emit(packet), now)
+
+    # ---- neighbours and output ---------------------------------------------------------------
+    def _learn(self, ip: bytes, mac: bytes, now: float) -> None:
+        self.neighbours.learn(ip, mac)
+        if ip in self.pending:
+            ethertype = ETH_IPV4 if len(ip) == 4 else ETH_IPV6
+            header = EthernetRepr(mac, self.mac, ethertype).emit()
+            for packet in self.pending.resolved(ip):
+                self._transmit(header + packet, now)
+
+    def _send_ip(self, src: bytes, dst: bytes, proto: int, l4: bytes, now: float) -> None:
+        """Frame an upper-layer message from one of our addresses, resolving ``dst``."""
+        if len(src) == 4 and src in self.v4 and len(dst) == 4:
+            packet = Ipv4Repr(src, dst, proto, len(l4), ident=self._next_ident()).emit(l4)
+            ethertype = ETH_IPV4
+        elif len(src) == 16 and src in self.v6 and len(dst) == 16:
+            packet = Ipv6Repr(src, dst, proto, len(l4)).emit(l4)
+            ethertype = ETH_IPV6
+        else:
+            self.counters["drop.bad_source"] += 1
+            return
+        if len(packet) > self.mtu:
+            self.counters["drop.too_big"] += 1
+            return
+        mac = self.neighbours.lookup(dst)
+        if mac is not None:
+            self._transmit(EthernetRepr(mac, self.mac, ethertype).emit(packet), now)
+        elif self.pending.enqueue(dst, src, packet, now):
+            self._probe(dst, src, now)
+
+    def _probe(self, dst: bytes, src: bytes, now: float) -> None:
+        """ARP request or Neighbor Solicitation for ``dst`` from our address ``src``."""
+        if len(dst) == 4:
+            req = ArpRepr(arp.OP_REQUEST, self.mac, src, bytes(6), dst)
+            self._transmit(EthernetRepr(BROADCAST, self.mac, ETH_ARP).emit(req.emit()), now)
+            self.counters["arp.requests_sent"] += 1
+        else:
+            group = ipv6.solicited_node(dst)
+            ns = NdiscRepr(icmpv6.NEIGHBOR_SOLICIT, dst, self.mac)
+            self._send_icmpv6(src, group, ns.emit(src, group), None, now)
+            self.counters["nd.solicits_sent"] += 1
+
+    def _transmit(self, frame: bytes, now: float) -> None:
+        chain = self.packet_chain
+        if chain is not None and chain.stages and not chain.run(frame, "out", now):
+            self.counters["drop.stage"] += 1
+            return
+        if len(self._out) >= MAX_TX_QUEUE:
+            self.counters["drop.tx_full"] += 1
+            return
+        self._out.append(frame)
+        self.counters["tx.frames"] += 1
+
+
+__all__ = ["HostStack", "TransportHandler"]

@@ -1,0 +1,106 @@
+"""IPv4 header (RFC 791).
+
+``Ipv4Repr.parse(packet)`` checks version, header length, header checksum and total length, skips
+options, reports fragments (MF set or offset non-zero) as ``fragment``, and returns the header and
+exactly ``total_length - header_len`` payload bytes (Ethernet padding trimmed). ``emit(payload)``
+builds a 20-byte header (no options) with its checksum.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from pipeline.errors import ApiError
+from pipeline.wire.checksum import checksum
+from pipeline.wire.drops import WireError
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+HEADER_LEN = 20
+FLAG_DF = 0x4000
+FLAG_MF = 0x2000
+OFFSET_MASK = 0x1FFF
+DEFAULT_TTL = 64
+
+_HDR = struct.Struct("!BBHHHBBH4s4s")
+
+
+def ipv4_str(addr: bytes) -> str:
+    return str(ipaddress.IPv4Address(addr))
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4Repr:
+    src: bytes
+    dst: bytes
+    protocol: int
+    payload_len: int
+    ttl: int = DEFAULT_TTL
+    ident: int = 0
+    dont_fragment: bool = True
+    tos: int = 0
+    header_len: int = HEADER_LEN  # as received (options included); emit always writes 20
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> tuple[Ipv4Repr, memoryview]:
+        view = memoryview(data)
+        if len(view) < HEADER_LEN:
+            raise WireError("truncated", f"IPv4 packet of {len(view)} bytes")
+        vihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(view)
+        if vihl >> 4 != 4:
+            raise WireError("bad_version", f"IP version {vihl >> 4} in an IPv4 frame")
+        hlen = (vihl & 0x0F) * 4
+        if hlen < HEADER_LEN:
+            raise WireError("bad_length", f"IPv4 header length {hlen}")
+        if hlen > len(view):
+            raise WireError("truncated", f"IPv4 header of {hlen} bytes, have {len(view)}")
+        if total < hlen:
+            raise WireError("bad_length", f"IPv4 total length {total} below header length {hlen}")
+        if total > len(view):
+            raise WireError("truncated", f"IPv4 total length {total}, have {len(view)}")
+        if checksum(view[:hlen]) != 0:
+            raise WireError("bad_checksum", "IPv4 header checksum")
+        if frag & (FLAG_MF | OFFSET_MASK):
+            raise WireError("fragment", f"IPv4 fragment (flags/offset {frag:#06x})")
+        repr_ = cls(src, dst, proto, total - hlen, ttl, ident, bool(frag & FLAG_DF), tos, hlen)
+        return repr_, view[hlen:total]
+
+    def emit(self, payload: bytes | bytearray | memoryview = b"") -> bytes:
+        if len(payload) != self.payload_len:
+            raise ApiError(f"payload of {len(payload)} bytes, header says {self.payload_len}")
+        hdr = bytearray(
+            _HDR.pack(
+                0x45,
+                self.tos,
+                HEADER_LEN + self.payload_len,
+                self.ident,
+                FLAG_DF if self.dont_fragment else 0,
+                self.ttl,
+                self.protocol,
+                0,
+                self.src,
+                self.dst,
+            )
+        )
+        hdr[10:12] = checksum(hdr).to_bytes(2, "big")
+        return bytes(hdr) + payload
+
+
+def is_unicast_v4(addr: bytes | memoryview) -> bool:
+    """Not 0.0.0.0/8, not multicast/reserved (224/3), not limited broadcast."""
+    return 0 < addr[0] < 224
+
+
+__all__ = [
+    "DEFAULT_TTL",
+    "PROTO_ICMP",
+    "PROTO_TCP",
+    "PROTO_UDP",
+    "Ipv4Repr",
+    "ipv4_str",
+    "is_unicast_v4",
+]
