@@ -197,8 +197,11 @@ class _Ops:
         changes = {k: v for k, v in args.items() if k != "profile"}
         if not changes:
             raise OpError("bad_args", "nothing to set (give key=value pairs)", "args")
-        changed = list(prof.set(changes))
-        self._announce(name, changed, ctx)
+        # ProfileRuntime.set validates like the config file, applies atomically, bumps gen and
+        # announces the change (nf.profile) with our source/version.
+        changed = list(prof.set(changes, source=ctx.source, version=ctx.version))
+        if not changed and ctx.source == "push":
+            self._announce(name, changed, ctx)  # a push is acknowledged even when a no-op
         return {"profile": name, "changed": changed, "gen": self._gen()}
 
     # tls.sessions.*

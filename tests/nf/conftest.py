@@ -34,7 +34,9 @@ class FakeProfile:
     def get(self) -> dict[str, Any]:
         return dict(self.settings)
 
-    def set(self, changes: Mapping[str, Any]) -> list[str]:
+    def set(
+        self, changes: Mapping[str, Any], *, source: str = "control", version: int | None = None
+    ) -> list[str]:
         for key, value in changes.items():
             if key not in self.settings:
                 raise ConfigError(f"profiles.{self.name}.{key}", "unknown key", value)
@@ -42,7 +44,12 @@ class FakeProfile:
                 raise ConfigError(f"profiles.{self.name}.{key}", "wrong type", value)
         changed = [k for k, v in changes.items() if self.settings[k] != v]
         self.settings.update(changes)
-        self.registry.gen += 1
+        if changed:
+            self.registry.bus.emit(
+                "nf.profile",
+                {"profile": self.name, "changed": changed, "source": source, "version": version},
+            )
+            self.registry.gen += 1
         return changed
 
     def sessions_list(self, wall_now: float) -> list[dict[str, Any]]:
@@ -81,6 +88,7 @@ class FakeProfile:
 class FakeRegistry:
     def __init__(self, names: tuple[str, ...] = ("clientssl",)) -> None:
         self.gen = 0
+        self.bus: Any = ListBus()
         self.profiles = {n: FakeProfile(self, n) for n in names}
 
     def get(self, name: str) -> FakeProfile:
@@ -95,6 +103,8 @@ class FakeView:
         self.counters: collections.Counter[str] = collections.Counter({"drop.bad_checksum": 2})
         self.tls = tls
         self.bus = ListBus()
+        if tls is not None:
+            tls.bus = self.bus  # like the runtime: one bus for the registry and the ops
         self.endpoint_is_secure = False
 
     def status(self) -> dict[str, Any]:
