@@ -5,17 +5,21 @@ opaque bytes keyed by session ID. The memory implementation here is an LRU bound
 ``capacity`` with a TTL (``timeout`` seconds from ``put``); a Redis store can implement the same
 four methods to share sessions between instances.
 
-``MemorySessionStore`` layout, chosen for memory (about 240 bytes per cached session with a
-typical 80-byte encoded state; ``tests/plugins/tls/test_store_memory.py`` measures it):
+``MemorySessionStore`` layout, chosen for memory (about 254 bytes per cached session with an
+86-byte encoded state, measured by ``tests/plugins/tls/test_store_memory.py``):
 
-* ``_entries``: one plain ``dict`` session ID -> ``bytes`` (8-byte big-endian float put time ||
-  the caller's data). Its iteration order is the recency order: a hit pops and re-inserts.
-* ``_order``: a ``deque`` of session IDs, least recently used on the left, where a hit appends a
-  second reference instead of moving the first; ``_stale`` counts, per ID, the older references
-  still in the deque, so eviction pops from the left and skips stale references in O(1)
-  amortised. When stale references pile up the deque is rebuilt from ``_entries``.
-  (A plain dict alone cannot pop its oldest entry in O(1); an ``OrderedDict`` costs ~50 bytes
-  more per entry.)
+* ``_entries``: one plain ``dict`` session ID -> ``bytes``: put time (4 bytes, tenths of a
+  second since the store's first put; TTL checks are exact to 0.05 s) || one byte ``refs`` ||
+  the caller's data. Its iteration order is the recency order (a hit pops
+  and re-inserts).
+* ``_order``: a ``deque`` of session IDs, least recently used on the left. A hit appends another
+  reference instead of moving the first one and bumps the entry's ``refs`` byte (the number of
+  older references still in the deque), so eviction pops from the left, skips references whose
+  entry still has ``refs`` to spend, and finds the least recently used entry in O(1) amortised.
+  References of removed entries are counted in the small ``_dead`` map. When the deque holds
+  more than twice as many references as entries it is rebuilt from ``_entries``.
+  (A plain dict alone cannot pop its oldest entry in O(1) — deleted slots pile up at its
+  front; an ``OrderedDict`` costs ~50 bytes more per entry; a side table of counters ~25.)
 * ``_gone``: a bounded tombstone map of recently removed IDs -> why (``expired``, ``evicted``,
   ``strict``), so a resumption miss can be explained (``cache_expired`` vs ``cache_evicted`` vs
   ``cache_miss``).
@@ -31,7 +35,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
-_TIME = struct.Struct(">d")
+_TIME = struct.Struct(">I")  # put time: tenths of a second since the store's epoch
+_HDR = _TIME.size + 1  # put time, refs
+_TICKS = 10.0
+_MAX_REFS = 255
 #: Recently removed session IDs remembered for the miss reason.
 TOMBSTONES = 16384
 #: Largest opaque value accepted (a session state is ~70-100 bytes).
@@ -82,7 +89,7 @@ class MemorySessionStore:
         self.on_drop = on_drop
         self._entries: dict[bytes, bytes] = {}
         self._order: deque[bytes] = deque()
-        self._stale: dict[bytes, int] = {}
+        self._dead: dict[bytes, int] = {}
         self._gone: dict[bytes, str] = {}
         self._gone_order: deque[bytes] = deque()
         self._gone_cap = tombstones
@@ -91,6 +98,16 @@ class MemorySessionStore:
         self.evictions = 0
         self.expirations = 0
         self.refused = 0
+        self._epoch: float | None = None
+
+    def _pack_time(self, now: float) -> bytes:
+        if self._epoch is None:
+            self._epoch = float(int(now))
+        ticks = round((now - self._epoch) * _TICKS)
+        return _TIME.pack(min(max(ticks, 0), 0xFFFFFFFF))
+
+    def _put_time(self, raw: bytes) -> float:
+        return (self._epoch or 0.0) + _TIME.unpack_from(raw)[0] / _TICKS
 
     # ---- SessionStore --------------------------------------------------------------------
     def can_cache(self) -> bool:
@@ -102,7 +119,7 @@ class MemorySessionStore:
             return False
         if session_id in self._entries:
             self._remove(session_id)
-        self._entries[session_id] = _TIME.pack(now) + data
+        self._entries[session_id] = self._pack_time(now) + b"\x00" + data
         self._order.append(session_id)
         self._gone.pop(session_id, None)
         while len(self._entries) > self._capacity:
@@ -113,21 +130,23 @@ class MemorySessionStore:
         raw = self._live(session_id, now)
         if raw is None:
             return None
-        # Hit: make it the most recently used.
-        del self._entries[session_id]
-        self._entries[session_id] = raw
-        self._order.append(session_id)
-        self._stale[session_id] = self._stale.get(session_id, 0) + 1
-        if len(self._order) > 2 * len(self._entries) + 64:
+        # Hit: make it the most recently used (one more reference at the deque's right end).
+        refs = raw[_TIME.size]
+        if refs >= _MAX_REFS or len(self._order) > 2 * len(self._entries) + 64:
             self._rebuild_order()
-        return raw[8:]
+            raw = self._entries[session_id]
+            refs = 0
+        del self._entries[session_id]
+        self._entries[session_id] = raw[: _TIME.size] + bytes((refs + 1,)) + raw[_HDR:]
+        self._order.append(session_id)
+        return raw[_HDR:]
 
     def take(self, session_id: bytes, now: float) -> bytes | None:
         raw = self._live(session_id, now)
         if raw is None:
             return None
         self._remove(session_id)
-        return raw[8:]
+        return raw[_HDR:]
 
     # ---- extras --------------------------------------------------------------------------
     def forgotten(self, session_id: bytes) -> str | None:
@@ -161,7 +180,7 @@ class MemorySessionStore:
             sid = self._front()
             if sid is None:
                 break
-            put_at = _TIME.unpack_from(self._entries[sid])[0]
+            put_at = self._put_time(self._entries[sid])
             if now - put_at <= self.timeout:
                 break
             self._order.popleft()
@@ -174,14 +193,14 @@ class MemorySessionStore:
         sid = self._front()
         if sid is None:
             return None
-        return float(_TIME.unpack_from(self._entries[sid])[0]) + self.timeout
+        return float(self._put_time(self._entries[sid])) + self.timeout
 
     def flush(self) -> int:
         """Drop everything (tombstones too: a flushed ID is simply unknown). Returns the count."""
         n = len(self._entries)
         self._entries.clear()
         self._order.clear()
-        self._stale.clear()
+        self._dead.clear()
         self._gone.clear()
         self._gone_order.clear()
         return n
@@ -189,7 +208,7 @@ class MemorySessionStore:
     def items(self, now: float) -> Iterator[tuple[bytes, float, bytes]]:
         """(session ID, age seconds, data), least recently used first."""
         for sid, raw in self._entries.items():
-            yield sid, now - _TIME.unpack_from(raw)[0], raw[8:]
+            yield sid, now - self._put_time(raw), raw[_HDR:]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -203,7 +222,7 @@ class MemorySessionStore:
         if raw is None:
             self.misses += 1
             return None
-        age = now - _TIME.unpack_from(raw)[0]
+        age = now - self._put_time(raw)
         if age > self.timeout:
             self.misses += 1
             self._remove(session_id)
@@ -213,37 +232,43 @@ class MemorySessionStore:
         return raw
 
     def _front(self) -> bytes | None:
-        """The least recently used live ID (stale deque references skipped and discarded)."""
-        order, stale = self._order, self._stale
+        """The least recently used live ID; spent references are popped on the way."""
+        order, dead, entries = self._order, self._dead, self._entries
         while order:
             sid = order[0]
-            extra = stale.get(sid)
-            if extra:
+            n = dead.get(sid)
+            if n:  # a reference from before the entry was removed (older than any live one)
                 order.popleft()
-                if extra == 1:
-                    del stale[sid]
+                if n == 1:
+                    del dead[sid]
                 else:
-                    stale[sid] = extra - 1
+                    dead[sid] = n - 1
                 continue
-            if sid not in self._entries:  # removed by take/invalidate: reference is dead
+            raw = entries.get(sid)
+            if raw is None:  # cannot happen (every removal is counted); stay bounded anyway
                 order.popleft()
+                continue
+            refs = raw[_TIME.size]
+            if refs:  # the entry was used again later: this reference is not its latest
+                order.popleft()
+                entries[sid] = raw[: _TIME.size] + bytes((refs - 1,)) + raw[_HDR:]
                 continue
             return sid
         return None
 
     def _evict_lru(self, now: float) -> None:
         sid = self._front()
-        if sid is None:  # cannot happen while _entries is non-empty; keep the loop bounded
+        if sid is None:  # cannot happen while _entries is non-empty; recover anyway
             self._rebuild_order()
-            sid = next(iter(self._entries))
-        else:
-            self._order.popleft()
-        age = now - _TIME.unpack_from(self._entries[sid])[0]
+            sid = self._front()
+            assert sid is not None
+        self._order.popleft()
+        age = now - self._put_time(self._entries[sid])
         self._drop(sid, "evicted", age)
 
     def _drop(self, sid: bytes, action: str, age: float) -> None:
+        """Remove the entry whose last reference was just popped."""
         del self._entries[sid]
-        self._stale.pop(sid, None)
         self._drop_event(sid, action, age)
 
     def _drop_event(self, sid: bytes, action: str, age: float) -> None:
@@ -256,15 +281,20 @@ class MemorySessionStore:
             self.on_drop(action, sid, age)
 
     def _remove(self, sid: bytes) -> None:
-        """Forget an entry; all its deque references (extras + 1) become stale."""
-        del self._entries[sid]
-        self._stale[sid] = self._stale.get(sid, 0) + 1
+        """Forget an entry; all its deque references (``refs`` + 1) become dead."""
+        raw = self._entries.pop(sid)
+        self._dead[sid] = self._dead.get(sid, 0) + raw[_TIME.size] + 1
         if len(self._order) > 2 * len(self._entries) + 64:
             self._rebuild_order()
 
     def _rebuild_order(self) -> None:
-        self._order = deque(self._entries)
-        self._stale.clear()
+        """One reference per entry, in recency order (the dict's order); all refs back to 0."""
+        entries = self._entries
+        for sid, raw in entries.items():
+            if raw[_TIME.size]:
+                entries[sid] = raw[: _TIME.size] + b"\x00" + raw[_HDR:]
+        self._order = deque(entries)
+        self._dead.clear()
 
     def _tombstone(self, sid: bytes, why: str) -> None:
         if self._gone_cap <= 0:
