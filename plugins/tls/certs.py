@@ -34,14 +34,14 @@ _RSA_SCHEMES = (
     SS.rsa_pkcs1_sha256,
     SS.rsa_pkcs1_sha384,
     SS.rsa_pkcs1_sha512,
-    SS.rsa_pkcs1_sha1,
 )
 _ECDSA_SCHEMES = (
     SS.ecdsa_secp256r1_sha256,
     SS.ecdsa_secp384r1_sha384,
     SS.ecdsa_secp521r1_sha512,
-    SS.ecdsa_sha1,
 )
+# SHA-1 signatures only for a client that sent no signature_algorithms (RFC 5246 §7.4.1.4.1).
+_SHA1_SCHEMES = {"RSA": (SS.rsa_pkcs1_sha1,), "ECDSA": (SS.ecdsa_sha1,)}
 _CURVES = {"secp256r1": Group.secp256r1, "secp384r1": Group.secp384r1}
 
 
@@ -115,7 +115,9 @@ class CertResolver:
         sni: str | None,
         client_schemes: Sequence[int],
         client_groups: Sequence[int] | None,
+        sha1_only: bool = False,
     ) -> tuple[CertEntry, int] | None:
+        """``sha1_only``: the client sent no signature_algorithms (RFC 5246 default)."""
         typed = [e for e in self.entries if e.auth == auth]
         if sni is not None:
             typed.sort(key=lambda e: not e.matches(sni))  # stable: SNI matches first
@@ -124,7 +126,11 @@ class CertResolver:
                 if entry.curve not in client_groups:
                     continue
             offered = set(client_schemes)
-            ours = _RSA_SCHEMES if auth == "RSA" else _ECDSA_SCHEMES
+            ours: tuple[SignatureScheme, ...]
+            if sha1_only:
+                ours = _SHA1_SCHEMES[auth]
+            else:
+                ours = _RSA_SCHEMES if auth == "RSA" else _ECDSA_SCHEMES
             for scheme in ours:
                 if scheme in offered:
                     return entry, int(scheme)

@@ -319,7 +319,9 @@ class ExpectClientHello(State):
         schemes = ext.signature_algorithms or DEFAULT_CLIENT_SCHEMES
         chosen: tuple[CipherSuite, CertEntry, int] | None = None
         for suite in suites:
-            pick = hs.resolver.choose(suite.auth, ext.sni, schemes, ext.groups)
+            pick = hs.resolver.choose(
+                suite.auth, ext.sni, schemes, ext.groups, ext.signature_algorithms is None
+            )
             if pick is not None:
                 chosen = (suite, pick[0], pick[1])
                 break
