@@ -266,11 +266,12 @@ class HostStack:
         else:
             if ns.lladdr is not None and ns.lladdr[0] & 1:
                 raise WireError("bad_source", "multicast source link-layer address")
-            self._learn(ip.src, ns.lladdr or eth.src, now)
+            peer_mac = ns.lladdr or eth.src
+            self._learn(ip.src, peer_mac, now)
             na = NdiscRepr(
                 icmpv6.NEIGHBOR_ADVERT, ns.target, self.mac, solicited=True, override=True
             )
-            self._send_icmpv6(ns.target, ip.src, na.emit(ns.target, ip.src), None, now)
+            self._send_icmpv6(ns.target, ip.src, na.emit(ns.target, ip.src), peer_mac, now)
         self.counters["nd.replied"] += 1
 
     def _receive_na(self, eth: EthernetRepr, ip: Ipv6Repr, l4: memoryview, now: float) -> None:

@@ -51,6 +51,7 @@ class PcapWriter:
             self._owned = False
         self.snaplen = snaplen
         self._file.write(_GLOBAL.pack(MAGIC_US, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        self._file.flush()  # a capture that never gets a frame is still a valid file
         self.bytes_written = GLOBAL_HEADER_LEN
         self.frames_written = 0
         self.closed = False
