@@ -155,6 +155,7 @@ class Runtime:
             elif iface.kind == "pcap":
                 from pipeline.io.pcap import PcapSource
 
+                assert iface.path is not None  # enforced by the config loader
                 self.port = PcapSource(iface.path)
             else:
                 from pipeline.io.memory import MemoryPort

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from nf.config import Config, load_config
@@ -57,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         vips = ", ".join(str(v) for v in cfg.vips)
         print(f"nf: ready — {iface.kind} {iface.name}{where}, VIPs {vips}", flush=True)
         loop.run()
+        print(f"nf: counters {json.dumps(rt.stats(), sort_keys=True)}", flush=True)
         print("nf: stopped", flush=True)
         return 0
     finally:
