@@ -122,6 +122,8 @@ class TcpEndpoint:
         self.recover: int | None = None
         self._fast_rtx = False
         self._probes = 0
+        self._sws_blocked = False
+        self._sws_override = False
         self._ack_now = False
         self._unacked_segs = 0
         self._urgent: list[TcpRepr] = []  # RSTs and keep-alive probes, sent first
@@ -566,7 +568,7 @@ class TcpEndpoint:
     def _window(self) -> int:
         """Receive window to announce: free buffer, never shrinking, SWS-avoiding (RFC 1122)."""
         cur = max(self.rcv_adv - self.rcv_nxt, 0)
-        free = self.config.recv_buffer - self.reasm.ready_bytes
+        free = min(self.config.recv_buffer, 0xFFFF << self.rcv_wscale) - self.reasm.ready_bytes
         if free <= cur:
             return cur
         if free - cur < min(self.config.recv_buffer // 2, self.mss):
@@ -677,7 +679,7 @@ class TcpEndpoint:
         if self._ack_now or (self.ack_at is not None and now >= self.ack_at):
             out.append(self._segment(self.snd_max, ACK, now))
         if (
-            self.snd_wnd == 0
+            (self.snd_wnd == 0 or self._sws_blocked)
             and self.rtx_at is None
             and self.persist_at is None
             and self.snd_nxt < self._data_end() + self.fin_queued
@@ -706,7 +708,10 @@ class TcpEndpoint:
                 if n <= 0:
                     return None
                 if n < unsent and n < room and n < self.max_snd_wnd // 2:
-                    return None  # silly-window avoidance (RFC 9293 §3.8.6.2.1)
+                    if not self._sws_override:
+                        self._sws_blocked = True
+                        return None  # silly-window avoidance (RFC 9293 §3.8.6.2.1)
+                self._sws_override = self._sws_blocked = False
             fin = fin_allowed and nxt + n == data_end
         elif unsent == 0 and fin_allowed:
             n, fin = 0, True
@@ -785,6 +790,10 @@ class TcpEndpoint:
     def _window_probe(self, now: float) -> None:
         """Zero-window probe: an old sequence number the peer must answer with its window
         (as Linux does), backed off like the RTO; it never puts data past the peer's window."""
+        if self.snd_wnd:  # window open but too small: the SWS override timer expired
+            self.persist_at = None
+            self._sws_override = True
+            return
         self._probes += 1
         self.counters["tcp.window_probes"] += 1
         self.persist_at = now + min(

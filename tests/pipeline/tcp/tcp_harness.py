@@ -47,8 +47,16 @@ class Recorder:
 class RecordingStage:
     """Keeps everything it is given; optionally echoes or raises on demand."""
 
-    def __init__(self, rec: Recorder, echo: bool = False, raise_on: bytes | None = None) -> None:
-        self.rec, self.echo, self.raise_on = rec, echo, raise_on
+    def __init__(
+        self,
+        rec: Recorder,
+        echo: bool = False,
+        raise_on: bytes | None = None,
+        close_on: bytes | None = None,
+        reply: bytes = b"",
+    ) -> None:
+        self.rec, self.echo, self.raise_on, self.close_on = rec, echo, raise_on, close_on
+        self.reply = reply
 
     def on_open(self, flow: FlowInfo, down: Downstream, now: float) -> None:
         self.rec.opened.append(flow)
@@ -58,8 +66,14 @@ class RecordingStage:
         if self.raise_on is not None and self.raise_on in data:
             raise RuntimeError("plugin bug")
         self.rec.data += data
-        if self.echo and self.rec.down is not None:
+        if self.rec.down is None:
+            return
+        if self.echo:
             self.rec.down.send(data)
+        if self.reply:
+            self.rec.down.send(self.reply)
+        if self.close_on is not None and self.close_on in data:
+            self.rec.down.close()
 
     def receive_eof(self, now: float) -> None:
         self.rec.eof += 1
@@ -101,10 +115,9 @@ class StackDriver:
         self,
         config: TcpConfig | None = None,
         *,
-        echo: bool = False,
-        raise_on: bytes | None = None,
         v6: bool = False,
         seed: int = 1,
+        **stage: Any,
     ) -> None:
         self.config = config or TcpConfig()
         self.rec = Recorder()
@@ -112,7 +125,7 @@ class StackDriver:
         self.bus = ListBus()
         self.client, self.vip = (CLIENT6, VIP6) if v6 else (CLIENT, VIP)
         self.stack = TcpStack(
-            {(self.vip, PORT): recording_chain(self.rec, echo=echo, raise_on=raise_on)},
+            {(self.vip, PORT): recording_chain(self.rec, **stage)},
             self.config,
             counters=self.counters,
             bus=self.bus,

@@ -1,0 +1,139 @@
+"""Flow table: bounds, SYN backlog, SYN cookies under a flood, plugin errors, listeners, events."""
+
+from __future__ import annotations
+
+from pipeline.chain import PluginEnv, StreamChain
+from pipeline.tcp import TcpConfig
+from pipeline.wire.tcp import ACK, PSH, RST, SYN, TcpRepr
+from plugins.apps.echo import EchoPlugin
+from tests.pipeline.tcp.tcp_harness import CPORT, PORT, StackDriver
+
+C = 1000
+
+
+def test_max_flows_refuses_new_syns_with_rst() -> None:
+    d = StackDriver(TcpConfig(max_flows=2))
+    for port in (1001, 1002):
+        assert d.send(src_port=port, seq=C, flags=SYN)[0].flags == SYN | ACK
+    (rst,) = d.send(src_port=1003, seq=C, flags=SYN)
+    assert rst.flags == RST | ACK and rst.ack == C + 1
+    assert d.counters["tcp.refused_max_flows"] == 1 and len(d.stack) == 2
+
+
+def test_syn_backlog_full_drops_syns_when_cookies_are_off() -> None:
+    d = StackDriver(TcpConfig(syn_backlog=2, syn_cookies=False))
+    for port in (1001, 1002):
+        d.send(src_port=port, seq=C, flags=SYN)
+    assert d.send(src_port=1003, seq=C, flags=SYN) == []
+    assert d.counters["tcp.syn_backlog_full"] == 1 and len(d.stack) == 2
+
+
+def test_syn_flood_switches_to_cookies_and_legitimate_clients_still_connect() -> None:
+    d = StackDriver(TcpConfig(syn_cookie_threshold=10, syn_backlog=10_000), echo=True)
+    s = d.handshake(isn=C)  # an established flow from before the flood
+    for i in range(200):
+        d.now += 0.001
+        (sa,) = d.send(src_port=2000 + i, seq=i * 7919, flags=SYN)
+        assert sa.flags == SYN | ACK
+    assert d.counters["tcp.syn_cookies_sent"] >= 180
+    assert len(d.stack) <= 12  # no state for cookie SYN-ACKs
+    # the flow from before the flood keeps working
+    (echo,) = d.send(seq=C + 1, ack=s.seq + 1, flags=ACK | PSH, payload=b"old")
+    assert echo.payload == b"old"
+    # a legitimate client during the flood: cookie SYN-ACK, then its ACK creates the flow
+    (sa,) = d.send(src_port=60000, seq=5000, flags=SYN, mss=1400, wscale=7, timestamp=(1, 0))
+    assert sa.mss == 1460 and sa.wscale is None and sa.timestamp is None  # nothing remembered
+    assert not any(f["client"].endswith(":60000") for f in d.stack.flows())
+    (echo,) = d.send(src_port=60000, seq=5001, ack=sa.seq + 1, flags=ACK | PSH, payload=b"hi")
+    assert echo.payload == b"hi" and echo.seq == sa.seq + 1 and echo.ack == 5003
+    assert d.counters["tcp.syn_cookies_accepted"] == 1
+    assert d.rec.opened[-1].client == ("192.0.2.1", 60000)
+    # a forged ACK with a wrong cookie gets a RST and no flow
+    (rst,) = d.send(src_port=60001, seq=9, ack=12345, flags=ACK)
+    assert rst.flags == RST and d.counters["tcp.syn_cookies_invalid"] == 1
+
+
+def test_cookie_mss_is_rounded_down_to_the_table() -> None:
+    d = StackDriver(TcpConfig(syn_cookie_threshold=0), echo=True)
+    (sa,) = d.send(seq=5000, flags=SYN, mss=1300)
+    d.send(seq=5001, ack=sa.seq + 1, flags=ACK)
+    out = d.send(seq=5001, ack=sa.seq + 1, flags=ACK, payload=b"m" * 3000)
+    assert max(len(x.payload) for x in out) == 1220
+
+
+def test_plugin_exception_aborts_only_that_flow() -> None:
+    d = StackDriver(raise_on=b"boom")
+    a = d.handshake(isn=C).seq + 1
+    b = d.send(src_port=CPORT + 1, seq=C, flags=SYN)[0].seq + 1
+    d.send(src_port=CPORT + 1, seq=C + 1, ack=b, flags=ACK)
+    (rst,) = d.send(seq=C + 1, ack=a, flags=ACK, payload=b"boom")
+    assert rst.flags == RST
+    assert d.counters["tcp.plugin_errors"] == 1
+    closed = d.bus.of("tcp.flow")[-1]
+    assert closed["action"] == "closed" and closed["reason"] == "plugin_error"
+    assert d.rec.closed == ["plugin_error"]
+    assert len(d.stack) == 1  # the other flow is untouched
+    d.send(src_port=CPORT + 1, seq=C + 1, ack=b, flags=ACK, payload=b"fine")
+    assert d.rec.data.endswith(b"fine")
+
+
+class ExplodingPlugin:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def new_stage(self, next_stage: object) -> object:
+        if self.where == "new":
+            raise ValueError("cannot build")
+        return self
+
+    def on_open(self, *a: object) -> None:
+        raise RuntimeError("open failed")
+
+
+def test_plugin_exception_at_open_aborts_the_flow() -> None:
+    for where in ("new", "open"):
+        d = StackDriver()
+        d.stack.set_listeners({(d.vip, PORT): StreamChain([ExplodingPlugin(where)])})  # type: ignore[list-item]
+        (sa,) = d.send(seq=C, flags=SYN)
+        (rst,) = d.send(seq=C + 1, ack=sa.seq + 1, flags=ACK)
+        assert rst.flags == RST and d.counters["tcp.plugin_errors"] >= 1
+        assert len(d.stack) == 0
+        assert d.bus.of("tcp.flow")[-1]["reason"] == "plugin_error"
+
+
+def test_listeners_can_be_replaced_at_runtime() -> None:
+    d = StackDriver()
+    d.stack.set_listeners({})
+    (rst,) = d.send(seq=C, flags=SYN)
+    assert rst.flags == RST | ACK
+    d.stack.set_listeners({(d.vip, 9): StreamChain([EchoPlugin(None, PluginEnv())])})
+    (sa,) = d.send(dst_port=9, seq=C, flags=SYN)
+    d.send(dst_port=9, seq=C + 1, ack=sa.seq + 1, flags=ACK)
+    (echo,) = d.send(dst_port=9, seq=C + 1, ack=sa.seq + 1, flags=ACK, payload=b"ok")
+    assert echo.payload == b"ok"
+
+
+def test_connection_ids_are_unique_and_flows_list_has_no_payload() -> None:
+    d = StackDriver()
+    for port in (1001, 1002, 1003):
+        sa = d.send(src_port=port, seq=C, flags=SYN)[0]
+        d.send(src_port=port, seq=C + 1, ack=sa.seq + 1, flags=ACK, payload=b"secret")
+    flows = d.stack.flows()
+    assert sorted(f["conn"] for f in flows) == [1, 2, 3]
+    assert all(f["bytes_in"] == 6 for f in flows)
+    assert "secret" not in repr(flows)
+
+
+def test_isns_differ_per_four_tuple() -> None:
+    d = StackDriver()
+    isns = {d.send(src_port=p, seq=C, flags=SYN)[0].seq for p in range(3000, 3020)}
+    assert len(isns) == 20
+
+
+def test_poll_at_tracks_the_earliest_timer() -> None:
+    d = StackDriver(TcpConfig(idle_timeout=100.0))
+    assert d.stack.poll_at() is None
+    d.send(seq=C, flags=SYN)
+    assert d.stack.poll_at() == 1.0  # SYN-ACK retransmission
+    d.send(TcpRepr(CPORT, PORT, C + 1, flags=RST))
+    assert d.stack.poll_at() is None
