@@ -74,7 +74,6 @@ class Runtime:
             self.packet_chain.stages.append(stage)
             self._closers.append(stage)
         from pipeline.host import HostStack
-
         from pipeline.tcp import TcpStack
 
         self.tcp = TcpStack(
