@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ApiError, ConfigError, DecodeError
+from pipeline.errors import ConfigError, DecodeError
 from pipeline.events import EventBus, NullBus
 from plugins.tls.profile import CIPHER_NAMES, VERSIONS, TlsProfile, apply_changes, describe
 from plugins.tls.session import SessionState
@@ -237,9 +237,10 @@ class ProfileRuntime:
             self.store.put(decision.server_session_id, state.encode(), wall_now)
 
     def new_ticket(self, state: SessionState, wall_now: float) -> tuple[bytes, int, str]:
-        """(ticket, lifetime hint seconds, key name hex) for a NewSessionTicket."""
-        if not self.profile.session_ticket:
-            raise ApiError("new_ticket called while session_ticket is off")
+        """(ticket, lifetime hint seconds, key name hex) for a NewSessionTicket.
+
+        Works even if tickets were turned off after this handshake's ``decide``: a handshake in
+        flight finishes with the decision it got."""
         ticket, name = self._ring(wall_now).seal(state, wall_now)
         _count(self.tickets_issued, name)
         return ticket, self.profile.ticket_lifetime(), name
