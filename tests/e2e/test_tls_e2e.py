@@ -1,0 +1,161 @@
+"""TLS termination end to end: real clients (openssl s_client, curl, gnutls-cli) in the lab
+namespace, over the kernel's TCP, through the TAP to ``tls:<profile> -> http``. Resumption is
+proven by the client's own report (``Reused``, ``re-using session ID``, ``resumed session``) and by
+the facts page the http app serves from the handshake's outcome (same data as the event)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.lab import Lab, lab_nf
+
+VIP = "192.0.2.10"
+TLS_CONFIG = """
+[profiles.clientssl]
+cert = "certs/rsa.pem"
+key = "certs/rsa.key"
+lab_certs = true
+
+[profiles.clientssl_tickets]
+certs = [{cert = "certs/ecdsa.pem", key = "certs/ecdsa.key"}, {cert = "certs/rsa.pem", key = "certs/rsa.key"}]
+lab_certs = true
+session_ticket = true
+
+[profiles.clientssl_ecdsa]
+certs = [{cert = "certs/ecdsa.pem", key = "certs/ecdsa.key"}, {cert = "certs/rsa.pem", key = "certs/rsa.key"}]
+lab_certs = true
+
+[[virtual_servers]]
+name = "vs_https"
+port = 443
+chain = ["tls:clientssl", "http"]
+
+[[virtual_servers]]
+name = "vs_https_tickets"
+port = 8443
+chain = ["tls:clientssl_tickets", "http"]
+
+[[virtual_servers]]
+name = "vs_https_all"
+port = 9443
+chain = ["tls:clientssl_ecdsa", "http"]
+
+[[virtual_servers]]
+name = "vs_tls_echo"
+port = 4433
+chain = ["tls:clientssl", "echo"]
+"""
+GET = r"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+SUITES = [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA256",
+    "ECDHE-RSA-AES128-SHA256",
+    "ECDHE-ECDSA-AES256-SHA384",
+    "ECDHE-RSA-AES256-SHA384",
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
+]
+
+
+@pytest.fixture(scope="module")
+def tls_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with lab_nf(tmp_path_factory.mktemp("tls"), TLS_CONFIG) as lab:
+        yield lab
+
+
+def s_client(lab: Lab, port: int, *args: str, send: str = GET) -> str:
+    cmd = (
+        f"printf '{send}' | timeout 15 openssl s_client -connect {VIP}:{port} -tls1_2 -ign_eof "
+        + " ".join(args)
+    )
+    r = lab.ns(["sh", "-c", cmd], timeout=30)
+    return r.stdout + r.stderr
+
+
+def facts(out: str) -> dict[str, str]:
+    return dict(re.findall(r"^(tls_\w+): ?(.*)$", out, re.M))
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_full_handshake_per_suite(tls_lab: Lab, suite: str) -> None:
+    out = s_client(tls_lab, 9443, "-cipher", suite)
+    # s_client's "New, <v>" names the suite's first version (TLSv1.0 for the -SHA suites)
+    assert re.search(rf"New, TLSv1\.[02], Cipher is {suite}\n", out), out
+    assert re.search(r"Protocol\s*: TLSv1\.2", out), out
+    f = facts(out)
+    assert f["tls_version"] == "1.2" and f["tls_resumed"] == "false"
+
+
+def test_session_id_resumption(tls_lab: Lab, tmp_path: Path) -> None:
+    sess = tmp_path / "sess.pem"
+    first = s_client(tls_lab, 443, "-no_ticket", "-sess_out", str(sess))
+    assert "New, TLSv1.2" in first
+    sid = facts(first)["tls_session_id"]
+    assert len(sid) == 64
+    again = s_client(tls_lab, 443, "-no_ticket", "-sess_in", str(sess))
+    assert "Reused, TLSv1.2" in again, again
+    f = facts(again)
+    assert (f["tls_resumed"], f["tls_method"], f["tls_session_id"]) == ("true", "session_id", sid)
+
+
+def test_ticket_resumption_echoes_session_id(tls_lab: Lab, tmp_path: Path) -> None:
+    sess = tmp_path / "ticket.pem"
+    first = s_client(tls_lab, 8443, "-sess_out", str(sess))
+    assert "New, TLSv1.2" in first and "TLS session ticket lifetime hint" in first
+    assert facts(first)["tls_session_id"] == ""  # stateless: empty ServerHello session ID
+    again = s_client(tls_lab, 8443, "-sess_in", str(sess))
+    assert "Reused, TLSv1.2" in again, again
+    f = facts(again)
+    assert (f["tls_resumed"], f["tls_method"]) == ("true", "ticket")
+    client_sid = re.search(r"Session-ID: ([0-9A-F]+)", again)
+    assert client_sid is not None and f["tls_session_id"] == client_sid.group(1).lower()
+
+
+def test_reconnect(tls_lab: Lab) -> None:
+    out = s_client(tls_lab, 443, "-reconnect", send="")
+    assert out.count("Reused, TLSv1.2") == 5 and out.count("New, TLSv1.2") == 1, out
+
+
+def test_curl_twice_reuses_session(tls_lab: Lab) -> None:
+    url = f"https://{VIP}/"
+    r = tls_lab.ns(
+        ["curl", "-skv", "--max-time", "15", "-H", "Connection: close", url, url], timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    assert "SSL re-using session ID" in r.stderr
+    pages = re.findall(r"tls_resumed: (\w+)", r.stdout)
+    assert pages == ["false", "true"]
+
+
+@pytest.mark.parametrize("port", [443, 8443])
+def test_gnutls_resume(tls_lab: Lab, port: int) -> None:
+    r = tls_lab.ns(
+        ["sh", "-c", f"timeout 15 gnutls-cli --insecure --resume -p {port} {VIP} </dev/null"],
+        timeout=30,
+    )
+    assert "This is a resumed session" in r.stdout, r.stdout + r.stderr
+
+
+def test_tls_echo(tls_lab: Lab) -> None:
+    out = s_client(tls_lab, 4433, "-quiet", send="hello tls echo\\n")
+    assert "hello tls echo" in out
+
+
+def test_tls13_only_client_refused(tls_lab: Lab) -> None:
+    r = tls_lab.ns(
+        ["sh", "-c", f"timeout 15 openssl s_client -connect {VIP}:443 -tls1_3 </dev/null"],
+        timeout=30,
+    )
+    assert "alert protocol version" in (r.stdout + r.stderr)
+    assert tls_lab.alive()
