@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.events import EventBus
 from plugins.tls.profile import TlsProfile
@@ -66,7 +67,7 @@ class ProfileRegistry:
         times = [t for rt in self._runtimes.values() if (t := rt.poll_at()) is not None]
         return min(times) if times else None
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         return {"gen": self.gen, "profiles": {n: rt.stats() for n, rt in self._runtimes.items()}}
 
 
