@@ -287,7 +287,38 @@ def load_config_data(data: Mapping[str, Any], source: Path | None = None) -> Con
     )
 
 
-def load_config(path: str | Path) -> Config:
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"interface.netns=lab2"`` → (["interface", "netns"], "lab2"); the value is a TOML value
+    (``cache_size=1``, ``session_ticket=true``, ``peer_address=["192.0.2.1/24"]``); a bare word
+    that is not valid TOML is taken as a string."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError("--set", "expects KEY.PATH=VALUE", text)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a parsed document (``nf run --set``); tables are created as needed."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    ".".join(parts[: i + 1]), "is not a table; cannot --set inside it", child
+                )
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read and validate a config file. Errors: ConfigError (file and TOML errors included)."""
     p = Path(path)
     try:
@@ -298,7 +329,7 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(str(p), f"not valid TOML: {exc}") from None
-    return load_config_data(data, p.resolve())
+    return load_config_data(apply_overrides(data, overrides or []), p.resolve())
 
 
 __all__ = [

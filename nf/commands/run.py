@@ -10,13 +10,13 @@ from nf.config import Config, load_config
 from pipeline.errors import ConfigError
 
 
-def _load(path: str) -> Config:
-    return load_config(path)
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, args.set)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        cfg = _load(args.config)
+        cfg = _load(args)
     except ConfigError as exc:
         print(f"nf: config error: {exc}", file=sys.stderr)
         return 2
@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.io.tap import TapError
 
     try:
-        cfg = _load(args.config)
+        cfg = _load(args)
     except ConfigError as exc:
         print(f"nf: config error: {exc}", file=sys.stderr)
         return 2
@@ -70,7 +70,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the network function described by a config file")
     p.add_argument("-c", "--config", required=True, help="TOML config file (e.g. configs/lab.toml)")
+    _add_set(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", help="validate a config file without running it")
     p.add_argument("-c", "--config", required=True, help="TOML config file")
+    _add_set(p)
     p.set_defaults(func=cmd_check)
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, value as TOML (e.g. --set interface.netns=lab2 "
+        "--set profiles.clientssl.session_ticket=true); repeatable",
+    )

@@ -118,3 +118,25 @@ def test_nf_check_reports_errors_and_exit_codes(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "ok" in r.stdout
+
+
+def test_overrides_apply_before_validation() -> None:
+    c = load_config(
+        ROOT / "configs" / "lab.toml",
+        [
+            "interface.netns=other",
+            "interface.mtu=9000",
+            'instance="x1"',
+            "capture.pcap=/tmp/c.pcap",
+        ],
+    )
+    assert c.interface.netns == "other"
+    assert c.interface.mtu == 9000
+    assert c.instance == "x1"
+    assert c.capture.pcap == "/tmp/c.pcap"
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "lab.toml", ["interface.mtu=1"])
+    assert info.value.path == "interface.mtu"
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "lab.toml", ["novalue"])
+    assert info.value.path == "--set"
