@@ -69,6 +69,7 @@ class RawClient:
     key_block: bytes = b""
     ems: bool = False
     etm: bool = False
+    ticket: bytes | None = None
 
     # ---- raw I/O -------------------------------------------------------------------------
     def send_raw(self, data: bytes) -> None:
@@ -112,10 +113,13 @@ class RawClient:
             codes = {c for c, _ in self.server_hello.extensions}
             self.ems = ET.extended_master_secret in codes
             self.etm = ET.encrypt_then_mac in codes
+            if self.master:  # resuming: the keys follow from the saved master secret
+                self._derive()
         elif msg_type == HT.server_key_exchange:
             self.ske = m.parse_server_key_exchange(body)
-        if msg_type != HT.finished:
-            self.transcript += raw
+        elif msg_type == HT.new_session_ticket:
+            self.ticket = m.parse_new_session_ticket(body)[1]
+        self.transcript += raw
 
     # ---- handshake steps -----------------------------------------------------------------
     def send_hello(self, ch: m.ClientHello | None = None) -> None:
@@ -141,8 +145,16 @@ class RawClient:
             self.master = prf.extended_master_secret(h, pms, self._hash())
         else:
             self.master = prf.master_secret(h, pms, self.ch.random, self.server_hello.random)
+        self._derive()
+
+    def _derive(self) -> None:
+        assert self.ch is not None and self.server_hello is not None
         self.key_block = prf.key_block(
-            h, self.master, self.server_hello.random, self.ch.random, self.suite.key_block_len()
+            self.suite.prf_hash,
+            self.master,
+            self.server_hello.random,
+            self.ch.random,
+            self.suite.key_block_len(),
         )
 
     def _protection(self, server_write: bool) -> Protection:
