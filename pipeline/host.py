@@ -113,6 +113,9 @@ class HostStack:
             if chain is not None and chain.stages and not chain.run(frame, "in", now):
                 self.counters["drop.stage"] += 1
                 return
+            if frame[12:14] == b"\x08\x00" and frame[0:6] == self.mac:
+                self._receive_ipv4_unicast(memoryview(frame), now)  # the hot path
+                return
             eth, payload = EthernetRepr.parse(frame)
             if eth.dst not in self.listen_macs:
                 raise WireError("not_for_us", "destination MAC")
@@ -188,27 +191,33 @@ class HostStack:
             self.counters["arp.replies_received"] += 1
 
     # ---- IPv4 ------------------------------------------------------------------------------
-    def _receive_ipv4(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
-        ip, l4 = Ipv4Repr.parse(payload)
-        if ip.dst not in self.v4:
+    def _receive_ipv4_unicast(self, frame: memoryview, now: float) -> None:
+        """Untagged IPv4 to our MAC, checked straight from the frame's bytes (no header objects)."""
+        if frame[6] & 1:
+            raise WireError("bad_source", "multicast source MAC")
+        hlen, total, _tos, _ident, _frag, _ttl, proto, src, dst = ipv4.check_header(frame, 14)
+        if dst not in self.v4:
             raise WireError("not_for_us", "IPv4 destination")
-        if not ipv4.is_unicast_v4(ip.src) or ip.src in self.v4:
+        if not ipv4.is_unicast_v4(src) or src in self.v4:
             raise WireError("bad_source", "IPv4 source")
-        if eth.dst != self.mac:
-            raise WireError("not_for_us", "unicast IPv4 in a broadcast frame")
-        self._learn(ip.src, eth.src, now)
-        proto = ip.protocol
-        if proto == ipv4.PROTO_TCP:
-            self._deliver_tcp(ip.src, ip.dst, l4, now)
-        elif proto == ipv4.PROTO_ICMP:
-            reply = icmp.echo_reply_v4(l4, ip.src, ip.dst, eth.src, self.mac, self._next_ident())
-            self._transmit(reply, now)
+        self._learn(src, bytes(frame[6:12]), now)
+        if proto == ipv4.PROTO_ICMP:
+            self._transmit(icmp.echo_reply_v4(frame, 14, hlen, total, self.mac), now)
             self.counters["icmp.echo_replied"] += 1
+        elif proto == ipv4.PROTO_TCP:
+            self._deliver_tcp(src, dst, frame[14 + hlen : 14 + total], now)
         elif proto == ipv4.PROTO_UDP:
-            UdpRepr.parse(l4, ip.src, ip.dst)
+            UdpRepr.parse(frame[14 + hlen : 14 + total], src, dst)
             raise WireError("unsupported", "UDP")
         else:
             raise WireError("unsupported", f"IP protocol {proto}")
+
+    def _receive_ipv4(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
+        """IPv4 in a broadcast/multicast frame (unicast to us takes ``_receive_ipv4_unicast``)."""
+        ip, _ = Ipv4Repr.parse(payload)
+        if ip.dst in self.v4:
+            raise WireError("not_for_us", "unicast IPv4 in a broadcast or multicast frame")
+        raise WireError("not_for_us", "IPv4 destination")
 
     def _deliver_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
         if self.tcp is None:

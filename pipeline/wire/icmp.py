@@ -19,7 +19,7 @@ ECHO_REQUEST = 8
 HEADER_LEN = 8
 
 _HDR = struct.Struct("!BBHHH")
-_IP_ICMP = struct.Struct("!BBHHHBBH4s4s")
+DEFAULT_TTL = 64
 _ETH_IPV4 = b"\x08\x00"
 
 
@@ -59,32 +59,47 @@ class IcmpEchoRepr:
 
 
 def echo_reply_v4(
-    icmp: memoryview, src: bytes, dst: bytes, peer_mac: bytes, our_mac: bytes, ip_ident: int
+    frame: bytes | memoryview, l3: int, hlen: int, total: int, our_mac: bytes
 ) -> bytes:
-    """The Ethernet frame answering the echo request ``icmp`` sent from ``src`` to ``dst``.
+    """The Ethernet frame answering the echo request in ``frame``, made from the request's bytes.
 
-    ``icmp`` is the request's ICMP message (IP payload, already trimmed to the IP total length).
-    Raises ``WireError`` unless it is a well-formed echo request with a valid checksum.
+    ``frame[l3:]`` is an IPv4 packet already validated by ``ipv4.check_header`` (``hlen``,
+    ``total``) and addressed to us. Ethernet and IP addresses are swapped, TTL set to 64, the ICMP
+    type set to echo reply, and both checksums patched (RFC 1624); IP options are not echoed.
+    Raises ``WireError`` unless the ICMP message is an echo request with a valid checksum.
     """
-    n = len(icmp)
+    start = l3 + hlen
+    end = l3 + total
+    n = end - start
     if n < HEADER_LEN:
         raise WireError("truncated", f"ICMP message of {n} bytes")
-    if icmp[0] != ECHO_REQUEST:
-        raise WireError("unsupported", f"ICMP type {icmp[0]}")
-    if checksum(icmp) != 0:
+    if frame[start] != ECHO_REQUEST:
+        raise WireError("unsupported", f"ICMP type {frame[start]}")
+    if checksum(frame[start:end]) != 0:
         raise WireError("bad_checksum", "ICMP checksum")
     out = bytearray(34 + n)
-    out[0:6] = peer_mac
+    out[0:6] = frame[6:12]
     out[6:12] = our_mac
     out[12:14] = _ETH_IPV4
-    _IP_ICMP.pack_into(out, 14, 0x45, 0, 20 + n, ip_ident, 0x4000, 64, 1, 0, dst, src)
-    out[24:26] = checksum(memoryview(out)[14:34]).to_bytes(2, "big")
-    out[34:] = icmp
-    old_word = (icmp[0] << 8) | icmp[1]
+    out[34:] = frame[start:end]
+    out[14:34] = frame[l3 : l3 + 20]
+    out[26:30], out[30:34] = out[30:34], out[26:30]  # swapping leaves the sum unchanged
+    old_ttl_proto = (out[22] << 8) | out[23]
+    out[22] = DEFAULT_TTL
+    csum = (out[24] << 8) | out[25]
+    if hlen != 20:
+        out[14] = 0x45
+        out[16:18] = (20 + n).to_bytes(2, "big")
+        out[24:26] = b"\x00\x00"
+        csum = checksum(memoryview(out)[14:34])
+    else:
+        csum = patch_checksum(csum, old_ttl_proto, (DEFAULT_TTL << 8) | out[23])
+    out[24] = csum >> 8
+    out[25] = csum & 0xFF
+    icsum = patch_checksum((out[36] << 8) | out[37], ECHO_REQUEST << 8 | out[35], out[35])
     out[34] = ECHO_REPLY
-    csum = patch_checksum((icmp[2] << 8) | icmp[3], old_word, icmp[1])
-    out[36] = csum >> 8
-    out[37] = csum & 0xFF
+    out[36] = icsum >> 8
+    out[37] = icsum & 0xFF
     return bytes(out)
 
 

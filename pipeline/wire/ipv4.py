@@ -48,24 +48,7 @@ class Ipv4Repr:
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview) -> tuple[Ipv4Repr, memoryview]:
         view = memoryview(data)
-        if len(view) < HEADER_LEN:
-            raise WireError("truncated", f"IPv4 packet of {len(view)} bytes")
-        vihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(view)
-        if vihl >> 4 != 4:
-            raise WireError("bad_version", f"IP version {vihl >> 4} in an IPv4 frame")
-        hlen = (vihl & 0x0F) * 4
-        if hlen < HEADER_LEN:
-            raise WireError("bad_length", f"IPv4 header length {hlen}")
-        if hlen > len(view):
-            raise WireError("truncated", f"IPv4 header of {hlen} bytes, have {len(view)}")
-        if total < hlen:
-            raise WireError("bad_length", f"IPv4 total length {total} below header length {hlen}")
-        if total > len(view):
-            raise WireError("truncated", f"IPv4 total length {total}, have {len(view)}")
-        if checksum(view[:hlen]) != 0:
-            raise WireError("bad_checksum", "IPv4 header checksum")
-        if frag & (FLAG_MF | OFFSET_MASK):
-            raise WireError("fragment", f"IPv4 fragment (flags/offset {frag:#06x})")
+        hlen, total, tos, ident, frag, ttl, proto, src, dst = check_header(view)
         repr_ = cls(src, dst, proto, total - hlen, ttl, ident, bool(frag & FLAG_DF), tos, hlen)
         return repr_, view[hlen:total]
 
@@ -90,6 +73,36 @@ class Ipv4Repr:
         return bytes(hdr) + payload
 
 
+def check_header(
+    view: memoryview, off: int = 0
+) -> tuple[int, int, int, int, int, int, int, bytes, bytes]:
+    """Every check of ``Ipv4Repr.parse`` on the packet at ``view[off:]``, without building it.
+
+    Returns (header_len, total_length, tos, ident, flags_fragment, ttl, protocol, src, dst);
+    the hot ICMP path uses it to answer from the request's bytes.
+    """
+    have = len(view) - off
+    if have < HEADER_LEN:
+        raise WireError("truncated", f"IPv4 packet of {have} bytes")
+    vihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(view, off)
+    if vihl >> 4 != 4:
+        raise WireError("bad_version", f"IP version {vihl >> 4} in an IPv4 frame")
+    hlen = (vihl & 0x0F) * 4
+    if hlen < HEADER_LEN:
+        raise WireError("bad_length", f"IPv4 header length {hlen}")
+    if hlen > have:
+        raise WireError("truncated", f"IPv4 header of {hlen} bytes, have {have}")
+    if total < hlen:
+        raise WireError("bad_length", f"IPv4 total length {total} below header length {hlen}")
+    if total > have:
+        raise WireError("truncated", f"IPv4 total length {total}, have {have}")
+    if checksum(view[off : off + hlen]) != 0:
+        raise WireError("bad_checksum", "IPv4 header checksum")
+    if frag & (FLAG_MF | OFFSET_MASK):
+        raise WireError("fragment", f"IPv4 fragment (flags/offset {frag:#06x})")
+    return hlen, total, tos, ident, frag, ttl, proto, src, dst
+
+
 def is_unicast_v4(addr: bytes | memoryview) -> bool:
     """Not 0.0.0.0/8, not multicast/reserved (224/3), not limited broadcast."""
     return 0 < addr[0] < 224
@@ -101,6 +114,7 @@ __all__ = [
     "PROTO_TCP",
     "PROTO_UDP",
     "Ipv4Repr",
+    "check_header",
     "ipv4_str",
     "is_unicast_v4",
 ]

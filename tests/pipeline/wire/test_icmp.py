@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scapy.compat import raw
-from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet import ICMP, IP, UDP, IPOption_RR
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
@@ -17,6 +19,7 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptSrcLLAddr,
     IPv6,
 )
+from scapy.layers.l2 import Ether
 
 from pipeline.errors import DecodeError
 from pipeline.wire import icmp, icmpv6
@@ -24,6 +27,7 @@ from pipeline.wire.checksum import checksum, pseudo_header_sum
 from pipeline.wire.drops import reason_of
 from pipeline.wire.icmp import IcmpEchoRepr, echo_reply_v4, patch_checksum
 from pipeline.wire.icmpv6 import Icmpv6EchoRepr, NdiscRepr, echo_reply_v6
+from pipeline.wire.ipv4 import check_header
 from pipeline.wire.ipv6 import ipv6_str
 from pipeline.wire.udp import UdpRepr
 
@@ -70,37 +74,70 @@ def test_icmp_errors() -> None:
         assert reason(exc) == want
 
 
-@given(st.binary(max_size=200), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
-def test_echo_reply_v4_patches_checksum_correctly(data: bytes, ident: int, seq: int) -> None:
-    request = raw(ICMP(type=8, id=ident, seq=seq) / data)
-    frame = echo_reply_v4(memoryview(request), S4, D4, MAC_A, MAC_B, 99)
+def request_frame(icmp_layer: ICMP, **ip: Any) -> bytes:
+    return raw(
+        Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        / IP(src="192.0.2.1", dst="192.0.2.10", **ip)
+        / icmp_layer
+    )
+
+
+def reply_to(frame: bytes) -> bytes:
+    hlen, total, *_ = check_header(memoryview(frame), 14)
+    return echo_reply_v4(frame, 14, hlen, total, MAC_B)
+
+
+@given(
+    st.binary(max_size=200),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.integers(1, 255),
+    st.sampled_from([0, 0x10, 0xB8]),
+    st.booleans(),
+)
+def test_echo_reply_v4_is_correct_for_any_request(
+    data: bytes, ident: int, seq: int, ttl: int, tos: int, df: bool
+) -> None:
+    request = request_frame(
+        ICMP(type=8, id=ident, seq=seq) / data, ttl=ttl, tos=tos, flags="DF" if df else 0, id=ident
+    )
+    frame = reply_to(request + b"\x00" * 4)  # Ethernet padding is not echoed
     assert frame[:14] == MAC_A + MAC_B + b"\x08\x00"
-    ip = IP(frame[14:])
-    assert (ip.src, ip.dst, ip.ttl, ip.id, ip.len, ip.flags) == (
+    pkt = Ether(frame)
+    ip = pkt[IP]
+    assert (ip.src, ip.dst, ip.ttl, ip.len, ip.ihl, ip.tos) == (
         "192.0.2.10",
         "192.0.2.1",
         64,
-        99,
-        20 + len(request),
-        "DF",
+        28 + len(data),
+        5,
+        tos,
     )
-    assert checksum(frame[14:34]) == 0
-    reply = frame[34:]
-    assert checksum(reply) == 0
-    assert ip[ICMP].type == 0 and ip[ICMP].id == ident and ip[ICMP].seq == seq
-    assert reply[4:] == request[4:]
-    assert IP(raw(ip)).chksum == scapy_checksum(frame[14:], IP)
+    assert checksum(frame[14:34]) == 0 and checksum(frame[34:]) == 0
+    assert (ip[ICMP].type, ip[ICMP].code, ip[ICMP].id, ip[ICMP].seq) == (0, 0, ident, seq)
+    assert frame[38:] == request[38:]
+
+
+def test_echo_reply_v4_drops_ip_options() -> None:
+    request = request_frame(ICMP(type=8, id=1, seq=2) / b"opts", options=[IPOption_RR()])
+    frame = reply_to(request)
+    ip = Ether(frame)[IP]
+    assert ip.ihl == 5 and ip.len == 20 + 12 and bytes(ip[ICMP].payload) == b"opts"
+    assert checksum(frame[14:34]) == 0 and checksum(frame[34:]) == 0
 
 
 def test_echo_reply_v4_refuses_non_requests() -> None:
-    for data, want in [
-        (raw(ICMP(type=0)), "unsupported"),
-        (b"\x08\x00\x00", "truncated"),
-        (raw(ICMP(type=8, chksum=1)), "bad_checksum"),
+    bad_len = bytearray(request_frame(ICMP(type=8)))
+    for frame, want in [
+        (request_frame(ICMP(type=0)), "unsupported"),
+        (request_frame(ICMP(type=8, chksum=1)), "bad_checksum"),
     ]:
         with pytest.raises(DecodeError) as exc:
-            echo_reply_v4(memoryview(data), S4, D4, MAC_A, MAC_B, 1)
+            reply_to(frame)
         assert reason(exc) == want
+    with pytest.raises(DecodeError) as exc:
+        echo_reply_v4(bytes(bad_len), 14, 20, 27, MAC_B)
+    assert reason(exc) == "truncated"
 
 
 @given(st.binary(min_size=4, max_size=64).filter(lambda b: len(b) % 2 == 0), st.integers(0, 0xFFFF))
