@@ -158,4 +158,21 @@ def ensure_lab_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES) ->
     return out
 
 
-__all__ = ["DEFAULT_NAMES", "ensure_lab_certs", "ensure_pair", "make_leaf"]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m plugins.tls.labcerts DIR [NAME...]``: create the lab certificates in DIR."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m plugins.tls.labcerts DIR [NAME...]", file=sys.stderr)
+        return 2
+    for role, path in ensure_lab_certs(Path(args[0]), tuple(args[1:]) or DEFAULT_NAMES).items():
+        print(f"{role}\t{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["DEFAULT_NAMES", "ensure_lab_certs", "ensure_pair", "main", "make_leaf"]

@@ -38,6 +38,7 @@ from typing import Protocol, runtime_checkable
 _TIME = struct.Struct(">I")  # put time: tenths of a second since the store's epoch
 _HDR = _TIME.size + 1  # put time, refs
 _TICKS = 10.0
+_EPSILON = 0.001
 _MAX_REFS = 255
 #: Recently removed session IDs remembered for the miss reason.
 TOMBSTONES = 16384
@@ -193,7 +194,9 @@ class MemorySessionStore:
         sid = self._front()
         if sid is None:
             return None
-        return float(self._put_time(self._entries[sid])) + self.timeout
+        # Entries stay valid at exactly ``timeout``: report the first instant they are not, so a
+        # loop that wakes at this time finds work instead of spinning on the boundary.
+        return self._put_time(self._entries[sid]) + self.timeout + _EPSILON
 
     def flush(self) -> int:
         """Drop everything (tombstones too: a flushed ID is simply unknown). Returns the count."""

@@ -89,3 +89,15 @@ def test_missing_leaf_is_regenerated_under_the_same_ca(
     assert second["ca"].read_bytes() == ca and second["ecdsa_key"].exists()
     leaf = x509.load_pem_x509_certificates(second["ecdsa_cert"].read_bytes())[0]
     leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+
+
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from plugins.tls.labcerts import main
+
+    assert main([]) == 2
+    assert main([str(tmp_path / "m"), "x.lab"]) == 0
+    out = capsys.readouterr().out
+    assert f"ca\t{tmp_path / 'm' / 'ca.pem'}" in out
+    leaf = x509.load_pem_x509_certificates((tmp_path / "m" / "rsa.pem").read_bytes())[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["x.lab"]
