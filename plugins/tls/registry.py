@@ -1,7 +1,9 @@
 """Profile name -> ``ProfileRuntime``, shared by every virtual server of one tapnf runtime.
 
-The TLS stage finds the registry in ``env.shared["tls"]`` (or builds one from
-``env.config.profiles``). ``gen`` is the profile generation put in every event's envelope: it is
+The TLS stage finds the registry in ``env.shared["tls"]`` (or builds one with
+``ProfileRegistry.from_config(env.config, ...)``). Pass ``base_dir`` (the config file's
+directory) so paths given over the control channel (``cert``, ``ticket_key_file``) resolve like
+those in the file. ``gen`` is the profile generation put in every event's envelope: it is
 bumped by every live change (``set``, key import, rotation requested over the control channel).
 """
 
@@ -43,6 +45,19 @@ class ProfileRegistry:
             )
             for name, profile in profiles.items()
         }
+
+    @classmethod
+    def from_config(
+        cls, config: Any, *, bus: EventBus, rng: Rng, wall_clock: Callable[[], float]
+    ) -> ProfileRegistry:
+        """From ``nf.config.Config`` (``.profiles``; ``.base_dir`` resolves paths given live)."""
+        return cls(
+            config.profiles,
+            bus=bus,
+            rng=rng,
+            wall_clock=wall_clock,
+            base_dir=getattr(config, "base_dir", None),
+        )
 
     def _bump(self, why: str) -> None:
         self.gen += 1

@@ -54,6 +54,8 @@ MIN_TICKET = NAME_LEN + NONCE_LEN + _TIME.size + 1 + TAG_LEN
 MAX_TICKET = NAME_LEN + NONCE_LEN + _TIME.size + MAX_ENCODED_LEN + TAG_LEN
 #: Bound on keys held (current + decrypt-only); the oldest are erased early past it.
 MAX_KEYS = 32
+#: Tickets sealed under one generated key before it is rotated regardless of the schedule.
+MAX_SEALS_PER_KEY = 2**31
 #: Tickets claiming an issue time further in the future than this are invalid (clock skew).
 MAX_SKEW_S = 60.0
 
@@ -163,6 +165,9 @@ class TicketKeyRing:
     def seal(self, state: SessionState, now: float) -> tuple[bytes, str]:
         """A ticket for ``state`` under the current key, and that key's name (hex)."""
         key = self.current
+        if key.sealed >= MAX_SEALS_PER_KEY and not key.pinned:
+            self.rotate(now)  # random 96-bit GCM nonces: stay far below the birthday bound
+            key = self.current
         name = key.name
         nonce = self.rng(NONCE_LEN)
         body = key.aead.encrypt(nonce, _TIME.pack(now) + state.encode(), name)

@@ -225,3 +225,16 @@ def test_stats_shape() -> None:
     assert s["offered"] == {"none": 1, "ticket": 2}
     assert set(s["cache"]) >= {"entries", "hits", "misses", "evictions", "expirations"}
     assert lab.reg.stats()["profiles"]["clientssl"] == s
+
+
+def test_from_config_resolves_live_paths_against_the_config_dir(tmp_path: Path) -> None:
+    class Config:
+        profiles = {"p": TlsProfile("p", ())}
+        base_dir = tmp_path
+
+    (tmp_path / "k.keys").write_text(base64.b64encode(b"\x07" * 80).decode() + "\n")
+    reg = ProfileRegistry.from_config(
+        Config(), bus=ListBus(), rng=random.Random(1).randbytes, wall_clock=lambda: T0
+    )
+    assert reg.get("p").set({"ticket_key_file": "k.keys"}) == ["ticket_key_file"]
+    assert reg.get("p").tickets_list()[0]["name"] == (b"\x07" * 16).hex()

@@ -210,3 +210,14 @@ def test_open_never_raises(data: bytes, mode: int) -> None:
     assert res.status in ("ok", "ticket_invalid", "ticket_unknown_key", "ticket_expired")
     if res.status == "ok":
         assert res.state == STATE
+
+
+def test_generated_key_rotates_after_max_seals(monkeypatch: pytest.MonkeyPatch) -> None:
+    import plugins.tls.tickets as tickets
+
+    monkeypatch.setattr(tickets, "MAX_SEALS_PER_KEY", 3)
+    r, _ = ring()
+    names = [r.seal(STATE, 100.0)[1] for _ in range(7)]
+    assert names[0] == names[2] != names[3] == names[5] != names[6]
+    pinned, _ = ring(keys=[b"p" * 80])
+    assert len({pinned.seal(STATE, 100.0)[1] for _ in range(5)}) == 1  # operator's key kept
