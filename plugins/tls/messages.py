@@ -8,6 +8,7 @@ bad point formats); emitters return the message body without the 4-byte handshak
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -80,7 +81,7 @@ class ClientHello:
         with buf.pull_block(2) as n:
             if n < 2 or n % 2:
                 raise DecodeError("cipher_suites length must be even and non-zero")
-            suites = tuple(buf.pull_uint16() for _ in range(n // 2))
+            suites = _u16s(buf.pull_view(n))
         compression = buf.pull_opaque(1)
         if not compression:
             raise DecodeError("empty compression_methods")
@@ -139,12 +140,16 @@ class HelloExtensions:
     unknown: tuple[int, ...] = field(default=())
 
 
+def _u16s(view: memoryview) -> tuple[int, ...]:
+    return struct.unpack(f"!{len(view) // 2}H", view)
+
+
 def _u16_list(data: bytes, what: str, min_items: int = 1) -> tuple[int, ...]:
     buf = Buffer(data)
     with buf.pull_block(2) as n:
         if n % 2 or n < 2 * min_items:
             raise DecodeError(f"{what}: bad list length")
-        items = tuple(buf.pull_uint16() for _ in range(n // 2))
+        items = _u16s(buf.pull_view(n))
     buf.expect_end()
     return items
 

@@ -1,0 +1,196 @@
+"""In-process handshake benchmark: server-side CPU per handshake beside the bare cost of the same
+cryptographic operations (the floor), for ``nf bench tls`` and ``tests/.../test_engine_bench``.
+
+Cases: full handshake with an ECDSA P-256 certificate, full with RSA-2048 (both ECDHE x25519,
+AES-128-GCM), resumed by session ID, resumed by ticket. The client is Python's ``ssl`` over
+MemoryBIO; only the server's ``receive_data``/``data_to_send`` calls are timed, with the
+``cpu_clock`` the caller passes in (sans-IO: this module reads no clock itself).
+
+The floor is what no TLS 1.2 server can avoid for that handshake: for a full handshake one x25519
+key generation + one exchange + one signature (ECDSA P-256/SHA-256 or RSA-PSS-2048/SHA-256) plus
+the PRF work (master secret, key block, two Finished) and two AES-GCM record operations; for a
+resumption the PRF work (key block, two Finished) and the two records, plus one ticket AEAD
+open for the ticket case.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from plugins.tls import prf
+from plugins.tls.certs import CertResolver
+from plugins.tls.profile import CertPair, TlsProfile
+from plugins.tls.resumption import ProfileRuntime
+from plugins.tls.server import HandshakeComplete, TlsServerConnection
+
+CASES = ("full_ecdsa_p256", "full_rsa_2048", "resumed_session_id", "resumed_ticket")
+OP_NO_TICKET = ssl.OP_NO_TICKET
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    case: str
+    handshakes: int
+    server_us: float  # mean server CPU per handshake
+    floor_us: float  # mean cost of the bare operations
+
+    @property
+    def ratio(self) -> float:
+        return self.server_us / self.floor_us if self.floor_us else float("inf")
+
+
+def _pair(kind: str) -> CertPair:
+    key: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.tapnf")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return CertPair((cert,), key, ("bench.tapnf",))
+
+
+class _Timed:
+    """Drives one connection, adding the server's CPU time to ``spent``."""
+
+    def __init__(self, cpu_clock: Callable[[], float]) -> None:
+        self.cpu_clock = cpu_clock
+        self.spent = 0.0
+
+    def handshake(
+        self,
+        ctx: ssl.SSLContext,
+        conn: TlsServerConnection,
+        session: ssl.SSLSession | None,
+        wall: float,
+    ) -> ssl.SSLObject:
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, session=session)
+        for _ in range(20):
+            try:
+                obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            data = out.read()
+            t0 = self.cpu_clock()
+            if data:
+                conn.receive_data(data, wall)
+            back = conn.data_to_send()
+            self.spent += self.cpu_clock() - t0
+            if back:
+                inc.write(back)
+            if done and not data and not back:
+                break
+        ev = conn.next_event()
+        while ev is not None and not isinstance(ev, HandshakeComplete):
+            ev = conn.next_event()
+        if ev is None:
+            raise RuntimeError("benchmark handshake did not complete")
+        return obj
+
+
+def _client(options: int = 0) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    ctx.options |= options
+    return ctx
+
+
+def run(
+    n: int,
+    cpu_clock: Callable[[], float],
+    rng: Callable[[int], bytes],
+    cases: tuple[str, ...] = CASES,
+) -> list[BenchResult]:
+    """Run ``n`` handshakes per case; returns one result per case."""
+    ecdsa, rsa_pair = _pair("ecdsa"), _pair("rsa")
+    results = []
+    wall = 1_800_000_000.0
+    for case in cases:
+        pair = rsa_pair if case == "full_rsa_2048" else ecdsa
+        tickets = case == "resumed_ticket"
+        prof = TlsProfile(name="bench", certs=(pair,), groups=("x25519",), session_ticket=tickets)
+        runtime = ProfileRuntime(prof, rng=rng, wall_clock=lambda: wall)
+        resolver = CertResolver.from_pairs(prof.certs)
+        ctx = _client(0 if tickets else OP_NO_TICKET)
+        timer = _Timed(cpu_clock)
+        session = None
+        if case.startswith("resumed"):
+            warm = _Timed(cpu_clock)
+            obj = warm.handshake(ctx, TlsServerConnection(runtime, resolver, rng), None, wall)
+            session = obj.session
+        for _ in range(n):
+            conn = TlsServerConnection(runtime, resolver, rng)
+            obj = timer.handshake(ctx, conn, session, wall)
+            if session is not None and not obj.session_reused:
+                raise RuntimeError(f"{case}: the client did not resume")
+        floor = _floor(case, pair, n, cpu_clock, rng)
+        results.append(BenchResult(case, n, timer.spent / n * 1e6, floor / n * 1e6))
+    return results
+
+
+def _floor(
+    case: str, pair: CertPair, n: int, cpu_clock: Callable[[], float], rng: Callable[[int], bytes]
+) -> float:
+    gcm = AESGCM(rng(16))
+    ticket_aead = AESGCM(rng(32))
+    ticket_nonce = rng(12)
+    sealed_ticket = ticket_aead.encrypt(ticket_nonce, rng(80), b"name")
+    peer = x25519.X25519PrivateKey.generate().public_key()
+    params = rng(100)
+    t0 = cpu_clock()
+    for _ in range(n):
+        ms = rng(48)
+        if case.startswith("full"):
+            priv = x25519.X25519PrivateKey.from_private_bytes(rng(32))
+            priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            pms = priv.exchange(peer)
+            if isinstance(pair.key, rsa.RSAPrivateKey):
+                h = hashes.SHA256()
+                pair.key.sign(params, padding.PSS(padding.MGF1(h), 32), h)
+            else:
+                pair.key.sign(params, ec.ECDSA(hashes.SHA256()))
+            ms = prf.extended_master_secret("sha256", pms, rng(32))
+        if case == "resumed_ticket":
+            ticket_aead.decrypt(ticket_nonce, sealed_ticket, b"name")
+        prf.key_block("sha256", ms, rng(32), rng(32), 40)
+        prf.verify_data("sha256", ms, "client", rng(32))
+        prf.verify_data("sha256", ms, "server", rng(32))
+        nonce = rng(12)
+        gcm.decrypt(nonce, gcm.encrypt(nonce, rng(16), b"aad"), b"aad")
+    return cpu_clock() - t0
+
+
+def format_results(results: list[BenchResult]) -> str:
+    lines = [f"{'case':<22}{'server µs':>12}{'floor µs':>12}{'ratio':>8}"]
+    for r in results:
+        lines.append(f"{r.case:<22}{r.server_us:>12.0f}{r.floor_us:>12.0f}{r.ratio:>8.2f}")
+    return "\n".join(lines)
+
+
+__all__ = ["CASES", "BenchResult", "format_results", "run"]
