@@ -204,3 +204,15 @@ def test_close_notify_both_ways() -> None:
     assert conn.close_notify_sent and conn.close_notify_received
     client.incoming.write(conn.data_to_send())
     client.obj.unwrap()  # the client accepts our close_notify
+
+
+@pytest.mark.parametrize("tickets", [False, True])
+@pytest.mark.parametrize("suite", ["ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"])
+def test_cbc_resumption_keeps_etm(suite: str, tickets: bool) -> None:
+    server = Server(profile(session_ticket=tickets))
+    ctx = client_context(suite)
+    client, _, _ = handshake(server, ctx)
+    client2, conn2, events = handshake(server, ctx, session=client.obj.session)
+    info = _complete(events).info
+    assert client2.obj.session_reused and info.outcome == "resumed"
+    _exchange(server, client2, conn2)
