@@ -20,11 +20,15 @@ from typing import Any
 from pipeline.tcp.assembler import Reassembler
 from pipeline.tcp.config import TcpConfig
 from pipeline.tcp.rtt import RttEstimator
-from pipeline.tcp.seq import MASK, seq_lt, unwrap, wire
+from pipeline.tcp.seq import MASK, seq_diff, unwrap, wire
 from pipeline.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: assumed when the peer sends no MSS option
 MAX_CWND = 1 << 30
+# A data segment whose TSval is older than TS.Recent by at most this many peer clock ticks, and
+# which carries new in-window data, is a reordered segment, not a wrapped old duplicate: PAWS
+# lets it through (strict PAWS turned every 2 ms reordering after a retransmission into a loss).
+PAWS_REORDER_TICKS = 1000
 
 
 class State(Enum):
@@ -265,7 +269,10 @@ class TcpEndpoint:
         seq = unwrap(seg.seq, self.rcv_nxt)
         plen = len(seg.payload)
         if self.ts_ok and seg.timestamp is not None and not flags & RST:
-            if seq_lt(seg.timestamp[0], self.ts_recent):  # PAWS (RFC 7323 §5)
+            behind = seq_diff(self.ts_recent, seg.timestamp[0])
+            if behind > 0 and not (
+                plen and seq + plen > self.rcv_nxt and behind <= PAWS_REORDER_TICKS
+            ):  # PAWS (RFC 7323 §5), tolerant of new data merely reordered
                 self.counters["tcp.paws_drops"] += 1
                 self._ack_now = True
                 return
@@ -310,7 +317,8 @@ class TcpEndpoint:
         if st is State.CLOSED:
             return
         if self.ts_ok and seg.timestamp is not None and seq <= self.rcv_nxt:
-            self.ts_recent = seg.timestamp[0]
+            if seq_diff(seg.timestamp[0], self.ts_recent) > 0:
+                self.ts_recent = seg.timestamp[0]
         if plen and st in RECV_OPEN:
             self._rx_data(seq, seg.payload, now)
         if flags & FIN and st not in (State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING):

@@ -219,3 +219,20 @@ def test_sws_override_timer_sends_into_a_small_window_that_stays_small() -> None
     assert [x for x in d.send(seq=C + 3001, ack=s + 2000, flags=ACK, window=10) if x.payload] == []
     out = d.tick(0.25)
     assert [len(x.payload) for x in out if x.payload] == [10]
+
+
+def test_paws_drops_old_timestamps_but_lets_reordered_new_data_in() -> None:
+    d = StackDriver()
+    sa = d.handshake(isn=C, timestamp=(5000, 0))
+    s = sa.seq + 1
+    d.send(seq=C + 1, ack=s, flags=ACK, payload=b"a" * 10, timestamp=(6000, 0))
+    # an old duplicate with an older timestamp: dropped, answered with an ACK
+    (ack,) = d.send(seq=C + 1, ack=s, flags=ACK, payload=b"X" * 10, timestamp=(5500, 0))
+    assert ack.ack == C + 11 and d.counters["tcp.paws_drops"] == 1
+    assert ack.timestamp is not None and ack.timestamp[1] == 6000
+    # new data sent a little earlier but delivered late (reordering): accepted
+    d.send(seq=C + 11, ack=s, flags=ACK, payload=b"b" * 10, timestamp=(5990, 0))
+    assert bytes(d.rec.data) == b"a" * 10 + b"b" * 10 and d.counters["tcp.paws_drops"] == 1
+    # far older timestamp on new data: still PAWS-dropped
+    d.send(seq=C + 21, ack=s, flags=ACK, payload=b"c" * 10, timestamp=(1000, 0))
+    assert d.counters["tcp.paws_drops"] == 2 and len(d.rec.data) == 20
