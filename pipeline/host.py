@@ -264,6 +264,8 @@ class HostStack:
             raise WireError("not_for_us", "NS for another address")
         if ip.dst != ns.target and self._solicited.get(ip.dst) != ns.target:
             raise WireError("not_for_us", "NS sent to an unrelated address")
+        if ip.src in self.v6:
+            raise WireError("bad_source", "NS from one of our own addresses")
         if ip.src == ipv6.UNSPECIFIED:
             # Duplicate address detection by another node: defend, to all nodes, not solicited.
             if ns.lladdr is not None or ip.dst == ns.target:
