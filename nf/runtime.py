@@ -64,8 +64,8 @@ class Runtime:
         if cfg.profiles:
             from plugins.tls.registry import ProfileRegistry
 
-            self.tls = ProfileRegistry(
-                cfg.profiles, bus=self.bus, rng=self.rng, wall_clock=self.clocks.wall
+            self.tls = ProfileRegistry.from_config(
+                cfg, bus=self.bus, rng=self.rng, wall_clock=self.clocks.wall
             )
         if cfg.capture.pcap:
             from plugins.capture.pcap import PcapCaptureStage

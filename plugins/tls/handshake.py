@@ -302,7 +302,9 @@ class ExpectClientHello(State):
         hs.derive_keys()
         if decision.send_ticket_ext:
             hs.issue_ticket(state)
-        if decision.ticket_key and not hs.ticket_key:
+        if decision.ticket_key:
+            # A resumed handshake names the key that *opened* the ticket (the re-issued ticket's
+            # key is the current one); that is what explains the resumption.
             hs.ticket_key = decision.ticket_key
         hs.send_server_finished()
         return ExpectChangeCipherSpec(resumed=True)
