@@ -13,6 +13,7 @@ from nf import __version__
 # Modules that add sub-commands, in the order ``nf --help`` lists them.
 COMMAND_MODULES = [
     "nf.commands.run",
+    "nf.commands.demo",
     "nf.commands.ctl",
     "nf.commands.events",
     "nf.commands.record",
