@@ -90,7 +90,7 @@ def test_mutated_second_flight(server: Server, data: st.DataObject) -> None:
     sent: list[bytes] = []
     c.send_hello()
     real = c.send_raw
-    c.send_raw = lambda d: sent.append(d)  # type: ignore[method-assign]
+    c.send_raw = lambda data: sent.append(data)  # type: ignore[method-assign]
     c.send_key_exchange()
     c.send_ccs()
     c.send_finished()
