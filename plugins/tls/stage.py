@@ -34,6 +34,8 @@ from plugins.tls.server import (
 
 #: Bound on events handled per call (each ``receive_data`` produces at most a few per record).
 MAX_EVENTS_PER_CALL = 1 << 16
+#: Seconds a connection may take from TCP open to a completed handshake (slow-loris bound).
+HANDSHAKE_TIMEOUT = 30.0
 
 
 class FileKeyLog:
@@ -135,6 +137,7 @@ class TlsStage:
         self.hs_start: float | None = None
         self.cpu = 0.0
         self.dropped_app_bytes = 0
+        self.deadline: float | None = None
 
     # ---- StreamStage ---------------------------------------------------------------------
     def on_open(self, flow: FlowInfo, down: Downstream, now: float) -> None:
@@ -142,6 +145,7 @@ class TlsStage:
         p = self.plugin
         p.connections += 1
         self.conn = TlsServerConnection(p.runtime, p.resolver(), self.env.rng, p.keylog())
+        self.deadline = now + HANDSHAKE_TIMEOUT
 
     def receive_data(self, data: bytes, now: float) -> None:
         conn = self.conn
@@ -174,11 +178,22 @@ class TlsStage:
             self.next_stage.on_close(reason, now)
 
     def poll_at(self) -> float | None:
-        return self.next_stage.poll_at() if self.next_open else None
+        if self.next_open:
+            return self.next_stage.poll_at()
+        return self.deadline
 
     def handle_timer(self, now: float) -> None:
         if self.next_open:
             self.next_stage.handle_timer(now)
+            return
+        conn = self.conn
+        if self.deadline is None or now < self.deadline or conn is None:
+            return
+        self.deadline = None
+        if not self.reported:
+            self._emit_handshake(conn.info_for_failure("handshake_timeout"))
+        if self.down is not None:
+            self.down.abort("tls_handshake_timeout")
 
     # ---- from the next stage -------------------------------------------------------------
     def app_send(self, data: bytes) -> None:

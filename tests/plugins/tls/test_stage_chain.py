@@ -199,3 +199,28 @@ def test_plugin_errors() -> None:
         build_chain(["tls", "http"], lab.env)
     with pytest.raises(ValueError):
         build_chain(["tls:cs"], lab.env).new_connection()
+
+
+def test_handshake_timeout_aborts_and_reports() -> None:
+    from plugins.tls.stage import HANDSHAKE_TIMEOUT
+
+    lab = make_lab()
+    stage, down, _ = lab.open()
+    assert stage.poll_at() == HANDSHAKE_TIMEOUT
+    stage.receive_data(b"\x16\x03\x01\x00\x40\x01", 0.0)  # a ClientHello that never finishes
+    stage.handle_timer(HANDSHAKE_TIMEOUT - 1)
+    assert down.aborted is None
+    stage.handle_timer(HANDSHAKE_TIMEOUT)
+    assert down.aborted == "tls_handshake_timeout"
+    [hs] = lab.bus.of("tls.handshake")
+    assert (hs["outcome"], hs["reason"]) == ("failed", "handshake_timeout")
+    stage.on_close("aborted", HANDSHAKE_TIMEOUT)
+    assert len(lab.bus.of("tls.handshake")) == 1  # still exactly one event
+    assert stage.poll_at() is None
+
+
+def test_established_connection_has_no_tls_timer() -> None:
+    lab = make_lab()
+    stage, down, _ = lab.open("echo")
+    run(new_client(client_context()), stage, down, b"x")
+    assert stage.poll_at() is None  # the echo app has no timers
