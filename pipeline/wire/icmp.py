@@ -20,7 +20,11 @@ HEADER_LEN = 8
 
 _HDR = struct.Struct("!BBHHH")
 DEFAULT_TTL = 64
-_ETH_IPV4 = b"\x08\x00"
+HEADER_LEN_IP = 20
+
+_ICMP_HEAD = struct.Struct("!BBH")
+_IP = struct.Struct("!BBHHHBBH4s4s")
+_REPLY_HEAD = struct.Struct("!6s6sHBBHHHBBH4s4sBBH")  # Ethernet, IPv4, ICMP type/code/sum
 
 
 def patch_checksum(csum: int, old_word: int, new_word: int) -> int:
@@ -73,34 +77,23 @@ def echo_reply_v4(
     n = end - start
     if n < HEADER_LEN:
         raise WireError("truncated", f"ICMP message of {n} bytes")
-    if frame[start] != ECHO_REQUEST:
-        raise WireError("unsupported", f"ICMP type {frame[start]}")
+    type_, code, icsum = _ICMP_HEAD.unpack_from(frame, start)
+    if type_ != ECHO_REQUEST:
+        raise WireError("unsupported", f"ICMP type {type_}")
     if checksum(frame[start:end]) != 0:
         raise WireError("bad_checksum", "ICMP checksum")
-    out = bytearray(34 + n)
-    out[0:6] = frame[6:12]
-    out[6:12] = our_mac
-    out[12:14] = _ETH_IPV4
-    out[34:] = frame[start:end]
-    out[14:34] = frame[l3 : l3 + 20]
-    out[26:30], out[30:34] = out[30:34], out[26:30]  # swapping leaves the sum unchanged
-    old_ttl_proto = (out[22] << 8) | out[23]
-    out[22] = DEFAULT_TTL
-    csum = (out[24] << 8) | out[25]
-    if hlen != 20:
-        out[14] = 0x45
-        out[16:18] = (20 + n).to_bytes(2, "big")
-        out[24:26] = b"\x00\x00"
-        csum = checksum(memoryview(out)[14:34])
-    else:
-        csum = patch_checksum(csum, old_ttl_proto, (DEFAULT_TTL << 8) | out[23])
-    out[24] = csum >> 8
-    out[25] = csum & 0xFF
-    icsum = patch_checksum((out[36] << 8) | out[37], ECHO_REQUEST << 8 | out[35], out[35])
-    out[34] = ECHO_REPLY
-    out[36] = icsum >> 8
-    out[37] = icsum & 0xFF
-    return bytes(out)
+    _vihl, tos, _total, ident, frag, ttl, proto, ipcsum, src, dst = _IP.unpack_from(frame, l3)
+    if hlen == HEADER_LEN_IP:  # same header, addresses swapped (sum unchanged), new TTL
+        ipcsum = patch_checksum(ipcsum, (ttl << 8) | proto, (DEFAULT_TTL << 8) | proto)
+    else:  # options are not echoed: a fresh 20-byte header
+        ipcsum = checksum(_IP.pack(0x45, tos, 20 + n, ident, frag, DEFAULT_TTL, proto, 0, dst, src))
+    icsum = patch_checksum(icsum, (ECHO_REQUEST << 8) | code, (ECHO_REPLY << 8) | code)
+    head = _REPLY_HEAD.pack(
+        bytes(frame[6:12]), our_mac, 0x0800,
+        0x45, tos, 20 + n, ident, frag, DEFAULT_TTL, proto, ipcsum, dst, src,
+        ECHO_REPLY, code, icsum,
+    )  # fmt: skip
+    return head + frame[start + 4 : end]
 
 
 __all__ = ["ECHO_REPLY", "ECHO_REQUEST", "IcmpEchoRepr", "echo_reply_v4", "patch_checksum"]
