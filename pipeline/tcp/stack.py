@@ -21,8 +21,9 @@ from pipeline.errors import DecodeError
 from pipeline.events import EventBus
 from pipeline.tcp.config import TcpConfig
 from pipeline.tcp.cookies import TICK, IsnGenerator, SynCookies
-from pipeline.tcp.endpoint import State, TcpEndpoint
+from pipeline.tcp.endpoint import TcpEndpoint
 from pipeline.tcp.seq import MASK
+from pipeline.tcp.tcb import State
 from pipeline.wire.checksum import pseudo_header_sum, verify
 from pipeline.wire.tcp import ACK, HEADER_LEN, PROTO_TCP, RST, SYN, TcpRepr
 
@@ -399,6 +400,7 @@ class TcpStack:
                 mss=self._local_mss(dst),
             )
             self._out.append((dst, src, synack.emit(dst, src)))
+            self.counters["tcp.segments_out"] += 1
             self.counters["tcp.syn_cookies_sent"] += 1
             self._cookies_until = now + 2 * TICK
             return
@@ -445,6 +447,7 @@ class TcpStack:
         else:
             rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK)
         self.counters["tcp.rst_sent"] += 1
+        self.counters["tcp.segments_out"] += 1
         self._out.append((dst, src, rst.emit(dst, src)))
 
 
