@@ -55,6 +55,8 @@ REASON_ALERTS: dict[str, AlertDescription] = {
     "alert_bad_length": A.decode_error,
     "handshake_too_large": A.decode_error,
     "app_data_before_handshake": A.unexpected_message,
+    "empty_record_flood": A.unexpected_message,
+    "warning_alert_flood": A.unexpected_message,
     # handshake codec / negotiation
     "decode_error": A.decode_error,
     "duplicate_extension": A.illegal_parameter,

@@ -19,7 +19,6 @@ from typing import Any, ClassVar, Protocol
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pipeline.errors import DecodeError
 from plugins.tls import messages as m
 from plugins.tls import prf
 from plugins.tls.alerts import TlsAlert
@@ -442,10 +441,6 @@ class Traffic(State):
 
     def handle(self, hs: Handshake, msg: Message) -> State:
         return self
-
-
-def decode_guard(exc: DecodeError) -> TlsAlert:
-    return TlsAlert("decode_error", str(exc))
 
 
 __all__ = [

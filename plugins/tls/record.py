@@ -266,7 +266,7 @@ class RecordLayer:
     # ---- output --------------------------------------------------------------------------
     def write(self, ctype: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
-        for off in range(0, len(view), MAX_PLAINTEXT):
+        for off in range(0, max(len(view), 1), MAX_PLAINTEXT):  # empty data: one empty record
             chunk = bytes(view[off : off + MAX_PLAINTEXT])
             fragment = self._write.seal(self._write_seq, ctype, chunk)
             self._write_seq += 1

@@ -39,6 +39,9 @@ from plugins.tls.record import (
 )
 
 MAX_RENEGOTIATION_ATTEMPTS = 3
+#: Bounds on records that carry nothing (as OpenSSL: empty records, warning alerts).
+MAX_EMPTY_RECORDS = 32
+MAX_WARNING_ALERTS = 16
 
 
 # ---- events ----------------------------------------------------------------------------------
@@ -138,6 +141,8 @@ class TlsServerConnection:
         self.close_notify_received = False
         self.close_notify_sent = False
         self.renegotiation_attempts = 0
+        self.empty_records = 0  # consecutive empty application data records
+        self.warning_alerts = 0
         self.client_hello_seen = False
 
     # ---- public API ----------------------------------------------------------------------
@@ -214,7 +219,12 @@ class TlsServerConnection:
             if not self._hs.complete:
                 raise TlsAlert("app_data_before_handshake")
             if payload:
+                self.empty_records = 0
                 self._events.append(ApplicationData(payload))
+            else:
+                self.empty_records += 1
+                if self.empty_records > MAX_EMPTY_RECORDS:
+                    raise TlsAlert("empty_record_flood", f"{self.empty_records} empty records")
 
     def _drain_handshake(self) -> None:
         buf = self._hs_buf
@@ -268,13 +278,17 @@ class TlsServerConnection:
                 return
             level_name = "fatal" if level == AlertLevel.fatal else "warning"
             self._events.append(AlertReceived(level_name, name))
-            if level == AlertLevel.fatal or not self._hs.complete and desc != 90:
-                self.closed_read = True
-                self.closed_write = True
-                self.failed = True
-                if not self._hs.complete and self.client_hello_seen:
-                    self._handshake_failed(f"alert_received_{name}", name)
-                return
+            if level != AlertLevel.fatal:
+                self.warning_alerts += 1
+                if self.warning_alerts > MAX_WARNING_ALERTS:
+                    raise TlsAlert("warning_alert_flood", f"{self.warning_alerts} warning alerts")
+                continue
+            self.closed_read = True
+            self.closed_write = True
+            self.failed = True
+            if not self._hs.complete and self.client_hello_seen:
+                self._handshake_failed(f"alert_received_{name}", name)
+            return
 
     # ---- output helpers ------------------------------------------------------------------
     def _queue_handshake(self, msg_type: int, raw: bytes) -> None:

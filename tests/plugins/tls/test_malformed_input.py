@@ -355,3 +355,28 @@ def test_random_garbage_never_raises() -> None:
 def test_reason_table(reason: str) -> None:
     assert alert_for(reason) == REASON_ALERTS[reason]
     assert alert_for("unexpected_finished_in_traffic") == A.unexpected_message
+
+
+def test_warning_alert_mid_handshake_tolerated_but_bounded(server: Server) -> None:
+    c = fresh(server)
+    c.send_hello()
+    c.send(CT_ALERT, bytes([1, A.user_canceled]))
+    c.send_key_exchange()
+    c.send_ccs()
+    c.send_finished()
+    assert any(isinstance(e, HandshakeComplete) for e in drain(c.conn))
+    for _ in range(16):
+        c.send(CT_ALERT, bytes([1, A.user_canceled]))
+    expect_alert(c, A.unexpected_message, "warning_alert_flood")
+
+
+def test_empty_record_flood(server: Server) -> None:
+    c = fresh(server)
+    c.full_handshake()
+    for _ in range(32):
+        c.send(CT_APPLICATION_DATA, b"")
+    assert not c.alerts
+    c.send(CT_APPLICATION_DATA, b"x")  # data resets the count
+    for _ in range(33):
+        c.send(CT_APPLICATION_DATA, b"")
+    expect_alert(c, A.unexpected_message, "empty_record_flood")
