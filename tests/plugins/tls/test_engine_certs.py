@@ -21,17 +21,17 @@ from tests.plugins.tls.engine_harness import (
 from tests.plugins.tls.raw_client import RawClient, hello
 
 ET = m.ExtensionType
-HASHES = {
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
+HASHES: dict[str, hashes.HashAlgorithm] = {
+    "sha1": hashes.SHA1(),
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
 }
 
 
 def _verify(pub: object, scheme: int, sig: bytes, data: bytes) -> None:
     kind, pad, h = SCHEME_INFO[scheme]
-    algo = HASHES[h]()
+    algo = HASHES[h]
     if kind == "ECDSA":
         assert isinstance(pub, ec.EllipticCurvePublicKey)
         pub.verify(sig, data, ec.ECDSA(algo))
