@@ -18,7 +18,7 @@ from pipeline.errors import ConfigError, DecodeError
 from pipeline.events import EventBus, NullBus
 from pipeline.neighbours import NeighbourTable, PendingQueue
 from pipeline.wire import arp, icmp, icmpv6, ipv4, ipv6
-from pipeline.wire.arp import ArpRepr
+from pipeline.wire.arp import ArpRepr, arp_frame
 from pipeline.wire.drops import WireError, reason_of
 from pipeline.wire.ethernet import (
     BROADCAST,
@@ -97,8 +97,8 @@ class HostStack:
     def startup_frames(self) -> list[bytes]:
         """Gratuitous ARP per IPv4 VIP, unsolicited Neighbor Advertisement per IPv6 VIP."""
         for vip in sorted(self.v4):
-            garp = ArpRepr(arp.OP_REQUEST, self.mac, vip, bytes(6), vip)
-            self._transmit(EthernetRepr(BROADCAST, self.mac, ETH_ARP).emit(garp.emit()), self._now)
+            garp = arp_frame(BROADCAST, self.mac, arp.OP_REQUEST, vip, bytes(6), vip)
+            self._transmit(garp, self._now)
         for vip in sorted(self.v6):
             na = NdiscRepr(icmpv6.NEIGHBOR_ADVERT, vip, self.mac, override=True)
             self._send_icmpv6(vip, ipv6.ALL_NODES, na.emit(vip, ipv6.ALL_NODES), None, self._now)
@@ -113,9 +113,14 @@ class HostStack:
             if chain is not None and chain.stages and not chain.run(frame, "in", now):
                 self.counters["drop.stage"] += 1
                 return
-            if frame[12:14] == b"\x08\x00" and frame[0:6] == self.mac:
-                self._receive_ipv4_unicast(memoryview(frame), now)  # the hot path
-                return
+            ethertype = frame[12:14]
+            if frame[0:6] == self.mac:  # hot paths: untagged unicast to us, no header objects
+                if ethertype == b"\x08\x00":
+                    self._receive_ipv4_unicast(memoryview(frame), now)
+                    return
+                if ethertype == b"\x86\xdd" and frame[20:21] == b"\x3a" and frame[54:55] == b"\x80":
+                    self._receive_echo_v6(memoryview(frame), now)
+                    return
             eth, payload = EthernetRepr.parse(frame)
             if eth.dst not in self.listen_macs:
                 raise WireError("not_for_us", "destination MAC")
@@ -184,8 +189,9 @@ class HostStack:
         if sender_ok:
             self._learn(msg.spa, msg.sha, now)
         if msg.op == arp.OP_REQUEST:
-            reply = ArpRepr(arp.OP_REPLY, self.mac, msg.tpa, msg.sha, msg.spa)
-            self._transmit(EthernetRepr(msg.sha, self.mac, ETH_ARP).emit(reply.emit()), now)
+            self._transmit(
+                arp_frame(msg.sha, self.mac, arp.OP_REPLY, msg.tpa, msg.sha, msg.spa), now
+            )
             self.counters["arp.replied"] += 1
         else:
             self.counters["arp.replies_received"] += 1
@@ -255,6 +261,21 @@ class HostStack:
         else:
             UdpRepr.parse(l4, ip.src, ip.dst)
             raise WireError("unsupported", "UDP")
+
+    def _receive_echo_v6(self, frame: memoryview, now: float) -> None:
+        """Untagged ICMPv6 echo request (no extension headers) to our MAC, from the frame's bytes."""
+        if frame[6] & 1:
+            raise WireError("bad_source", "multicast source MAC")
+        _vtf, plen, _nh, _hlim, src, dst = ipv6.check_fixed_header(frame, 14)
+        if src[0] == 0xFF:
+            raise WireError("bad_source", "multicast IPv6 source")
+        if dst not in self.v6:
+            raise WireError("not_for_us", "IPv6 destination")
+        if src == ipv6.UNSPECIFIED or src in self.v6:
+            raise WireError("bad_source", "IPv6 source")
+        self._learn(src, bytes(frame[6:12]), now)
+        self._transmit(icmpv6.echo_reply_frame_v6(frame, 14, plen, self.mac), now)
+        self.counters["icmp.echo_replied"] += 1
 
     def _receive_ns(self, eth: EthernetRepr, ip: Ipv6Repr, l4: memoryview, now: float) -> None:
         if ip.hop_limit != icmpv6.ND_HOP_LIMIT:
@@ -351,8 +372,7 @@ class HostStack:
     def _probe(self, dst: bytes, src: bytes, now: float) -> None:
         """ARP request or Neighbor Solicitation for ``dst`` from our address ``src``."""
         if len(dst) == 4:
-            req = ArpRepr(arp.OP_REQUEST, self.mac, src, bytes(6), dst)
-            self._transmit(EthernetRepr(BROADCAST, self.mac, ETH_ARP).emit(req.emit()), now)
+            self._transmit(arp_frame(BROADCAST, self.mac, arp.OP_REQUEST, src, bytes(6), dst), now)
             self.counters["arp.requests_sent"] += 1
         else:
             group = ipv6.solicited_node(dst)

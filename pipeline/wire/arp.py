@@ -48,4 +48,12 @@ class ArpRepr:
         return self.spa == self.tpa
 
 
-__all__ = ["ARP_LEN", "OP_REPLY", "OP_REQUEST", "ArpRepr"]
+_ARP_FRAME = struct.Struct("!6s6sHHHBBH6s4s6s4s")
+
+
+def arp_frame(eth_dst: bytes, our_mac: bytes, op: int, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
+    """A whole Ethernet/ARP frame from ``our_mac`` in one pack (replies, requests, announcements)."""
+    return _ARP_FRAME.pack(eth_dst, our_mac, 0x0806, 1, 0x0800, 6, 4, op, our_mac, spa, tha, tpa)
+
+
+__all__ = ["ARP_LEN", "OP_REPLY", "OP_REQUEST", "ArpRepr", "arp_frame"]

@@ -169,6 +169,35 @@ def echo_reply_v6(message: memoryview, src: bytes, dst: bytes) -> bytes:
     return bytes(out)
 
 
+_REPLY6_HEAD = struct.Struct("!6s6sHIHBB16s16sBBH")  # Ethernet, IPv6, ICMPv6 type/code/sum
+_IP6 = struct.Struct("!IHBB16s16s")
+
+
+def echo_reply_frame_v6(frame: bytes | memoryview, l3: int, plen: int, our_mac: bytes) -> bytes:
+    """The Ethernet frame answering the echo request in ``frame``, made from the request's bytes.
+
+    ``frame[l3:]`` is an IPv6 packet whose fixed header passed ``ipv6.check_fixed_header``
+    (payload length ``plen``), with next header ICMPv6 and addressed to us. Addresses are swapped
+    (the pseudo-header sum is unchanged), hop limit set to 64, the type word patched.
+    """
+    start = l3 + 40
+    end = start + plen
+    if plen < ECHO_HEADER_LEN:
+        raise WireError("truncated", f"ICMPv6 echo of {plen} bytes")
+    type_, code, csum, _ident, _seq = _ECHO.unpack_from(frame, start)
+    if type_ != ECHO_REQUEST:
+        raise WireError("unsupported", f"ICMPv6 type {type_}")
+    vtf, _plen, nh, _hlim, src, dst = _IP6.unpack_from(frame, l3)
+    verify_checksum(memoryview(frame)[start:end], src, dst)
+    csum = patch_checksum(csum, (ECHO_REQUEST << 8) | code, (ECHO_REPLY << 8) | code)
+    head = _REPLY6_HEAD.pack(
+        bytes(frame[6:12]), our_mac, 0x86DD,
+        vtf, plen, nh, 64, dst, src,
+        ECHO_REPLY, code, csum,
+    )  # fmt: skip
+    return head + frame[start + 4 : end]
+
+
 __all__ = [
     "ECHO_REPLY",
     "ECHO_REQUEST",
@@ -177,6 +206,7 @@ __all__ = [
     "ND_HOP_LIMIT",
     "Icmpv6EchoRepr",
     "NdiscRepr",
+    "echo_reply_frame_v6",
     "echo_reply_v6",
     "icmpv6_type",
 ]

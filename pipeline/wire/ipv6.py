@@ -52,6 +52,22 @@ def is_multicast_v6(addr: bytes | memoryview) -> bool:
     return addr[0] == 0xFF
 
 
+def check_fixed_header(view: memoryview, off: int = 0) -> tuple[int, int, int, int, bytes, bytes]:
+    """The checks of the 40-byte header at ``view[off:]``: version, payload length within the data.
+
+    Returns (version/class/flow word, payload length, next header, hop limit, src, dst).
+    """
+    have = len(view) - off
+    if have < HEADER_LEN:
+        raise WireError("truncated", f"IPv6 packet of {have} bytes")
+    vtf, plen, nh, hlim, src, dst = _HDR.unpack_from(view, off)
+    if vtf >> 28 != 6:
+        raise WireError("bad_version", f"IP version {vtf >> 28} in an IPv6 frame")
+    if HEADER_LEN + plen > have:
+        raise WireError("truncated", f"IPv6 payload length {plen}, have {have - HEADER_LEN}")
+    return vtf, plen, nh, hlim, src, dst
+
+
 @dataclass(frozen=True, slots=True)
 class Ipv6Repr:
     src: bytes
@@ -65,16 +81,8 @@ class Ipv6Repr:
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview) -> tuple[Ipv6Repr, memoryview]:
         view = memoryview(data)
-        if len(view) < HEADER_LEN:
-            raise WireError("truncated", f"IPv6 packet of {len(view)} bytes")
-        vtf, plen, nh, hlim, src, dst = _HDR.unpack_from(view)
-        if vtf >> 28 != 6:
-            raise WireError("bad_version", f"IP version {vtf >> 28} in an IPv6 frame")
+        vtf, plen, nh, hlim, src, dst = check_fixed_header(view)
         end = HEADER_LEN + plen
-        if end > len(view):
-            raise WireError(
-                "truncated", f"IPv6 payload length {plen}, have {len(view) - HEADER_LEN}"
-            )
         off = HEADER_LEN
         for _ in range(MAX_EXTENSION_HEADERS + 1):
             if nh in UPPER_LAYER:
@@ -110,6 +118,7 @@ __all__ = [
     "NH_UDP",
     "UNSPECIFIED",
     "Ipv6Repr",
+    "check_fixed_header",
     "ipv6_str",
     "is_multicast_v6",
     "solicited_node",

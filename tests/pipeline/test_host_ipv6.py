@@ -15,6 +15,7 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptSrcLLAddr,
     IPv6,
+    IPv6ExtHdrDestOpt,
 )
 from scapy.layers.l2 import Ether
 
@@ -226,3 +227,19 @@ def test_unsolicited_na_only_refreshes_known_neighbours() -> None:
     moved[ICMPv6NDOptDstLLAddr].lladdr = "02:00:00:00:0b:02"
     host.receive_frame(raw(moved), 0.0)
     assert host.neighbours.lookup(PEER_B) == mac("02:00:00:00:0b:02")
+
+
+def test_icmpv6_echo_behind_an_extension_header_takes_the_general_path() -> None:
+    host, counters, _ = make_host()
+    req = (
+        Ether(dst=OUR_MAC, src=PEER_MAC)
+        / IPv6(src=PEER, dst=VIP)
+        / IPv6ExtHdrDestOpt()
+        / ICMPv6EchoRequest(id=7, seq=9, data=b"ext")
+    )
+    host.receive_frame(raw(req), 1.0)
+    [frame] = host.frames_to_send(1.0)
+    pkt = Ether(frame)
+    assert (pkt[IPv6].src, pkt[IPv6].dst, pkt[IPv6].nh) == (VIP, PEER, 58)
+    assert pkt[ICMPv6EchoReply].data == b"ext" and icmpv6_checksum_ok(frame)
+    assert counters["icmp.echo_replied"] == 1

@@ -26,7 +26,7 @@ from pipeline.wire import icmp, icmpv6
 from pipeline.wire.checksum import checksum, pseudo_header_sum
 from pipeline.wire.drops import reason_of
 from pipeline.wire.icmp import IcmpEchoRepr, echo_reply_v4, patch_checksum
-from pipeline.wire.icmpv6 import Icmpv6EchoRepr, NdiscRepr, echo_reply_v6
+from pipeline.wire.icmpv6 import Icmpv6EchoRepr, NdiscRepr, echo_reply_frame_v6, echo_reply_v6
 from pipeline.wire.ipv4 import check_header
 from pipeline.wire.ipv6 import ipv6_str
 from pipeline.wire.udp import UdpRepr
@@ -267,4 +267,40 @@ def test_udp_errors() -> None:
     ]:
         with pytest.raises(DecodeError) as exc:
             UdpRepr.parse(bytes(data), src, dst)
+        assert reason(exc) == want
+
+
+@given(
+    st.binary(max_size=200), st.integers(0, 0xFFFF), st.integers(0, 255), st.integers(0, 0xFFFFF)
+)
+def test_echo_reply_frame_v6_is_correct_for_any_request(
+    data: bytes, ident: int, tc: int, fl: int
+) -> None:
+    request = raw(
+        Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        / IPv6(src=S6s, dst=D6s, tc=tc, fl=fl, hlim=3)
+        / ICMPv6EchoRequest(id=ident, seq=1, data=data)
+    )
+    frame = echo_reply_frame_v6(request + bytes(3), 14, len(request) - 54, MAC_B)
+    assert frame[:14] == MAC_A + MAC_B + b"\x86\xdd"
+    pkt = Ether(frame)
+    ip = pkt[IPv6]
+    assert (ip.src, ip.dst, ip.hlim, ip.tc, ip.fl, ip.plen) == (D6s, S6s, 64, tc, fl, 8 + len(data))
+    reply = pkt[ICMPv6EchoReply]
+    assert (reply.id, reply.seq, reply.data) == (ident, 1, data)
+    msg = frame[54:]
+    assert checksum(msg, pseudo_header_sum(D6, S6, 58, len(msg))) == 0
+
+
+def test_echo_reply_frame_v6_refuses_bad_requests() -> None:
+    def frame_of(layer: Any) -> bytes:
+        return raw(Ether() / IPv6(src=S6s, dst=D6s) / layer)
+
+    for frame, want in [
+        (frame_of(ICMPv6EchoReply()), "unsupported"),
+        (frame_of(ICMPv6EchoRequest(cksum=0x1111)), "bad_checksum"),
+        (frame_of(ICMPv6EchoRequest())[:60], "truncated"),
+    ]:
+        with pytest.raises(DecodeError) as exc:
+            echo_reply_frame_v6(frame, 14, len(frame) - 54, MAC_B)
         assert reason(exc) == want
