@@ -18,11 +18,10 @@ from pipeline.errors import ConfigError, DecodeError
 from pipeline.events import EventBus, NullBus
 from pipeline.neighbours import NeighbourTable, PendingQueue
 from pipeline.wire import arp, icmp, icmpv6, ipv4, ipv6
-from pipeline.wire.arp import ArpRepr, arp_frame
+from pipeline.wire.arp import arp_frame
 from pipeline.wire.drops import WireError, reason_of
 from pipeline.wire.ethernet import (
     BROADCAST,
-    ETH_ARP,
     ETH_IPV4,
     ETH_IPV6,
     EthernetRepr,
@@ -89,7 +88,6 @@ class HostStack:
         self._now = 0.0
         self._by_ethertype: dict[int, Callable[[EthernetRepr, memoryview, float], None]] = {
             ETH_IPV4: self._receive_ipv4,
-            ETH_ARP: self._receive_arp,
             ETH_IPV6: self._receive_ipv6,
         }
 
@@ -118,9 +116,15 @@ class HostStack:
                 if ethertype == b"\x08\x00":
                     self._receive_ipv4_unicast(memoryview(frame), now)
                     return
+                if ethertype == b"\x08\x06":
+                    self._receive_arp(memoryview(frame), now)
+                    return
                 if ethertype == b"\x86\xdd" and frame[20:21] == b"\x3a" and frame[54:55] == b"\x80":
                     self._receive_echo_v6(memoryview(frame), now)
                     return
+            if ethertype == b"\x08\x06" and frame[0:6] == BROADCAST:
+                self._receive_arp(memoryview(frame), now)
+                return
             eth, payload = EthernetRepr.parse(frame)
             if eth.dst not in self.listen_macs:
                 raise WireError("not_for_us", "destination MAC")
@@ -177,21 +181,22 @@ class HostStack:
             return None
 
     # ---- ARP -------------------------------------------------------------------------------
-    def _receive_arp(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
-        msg, _padding = ArpRepr.parse(payload)
-        if msg.sha[0] & 1:
+    def _receive_arp(self, frame: memoryview, now: float) -> None:
+        """Untagged ARP to our MAC or broadcast (a tagged one is dropped before it gets here)."""
+        if frame[6] & 1:
+            raise WireError("bad_source", "multicast source MAC")
+        op, sha, spa, _tha, tpa = arp.check_message(frame, 14)
+        if sha[0] & 1:
             raise WireError("bad_source", "multicast ARP sender address")
-        sender_ok = ipv4.is_unicast_v4(msg.spa) and msg.spa not in self.v4
-        if msg.tpa not in self.v4:
+        sender_ok = ipv4.is_unicast_v4(spa) and spa not in self.v4
+        if tpa not in self.v4:
             if sender_ok:
-                self.neighbours.update_if_known(msg.spa, msg.sha)
+                self.neighbours.update_if_known(spa, sha)
             raise WireError("not_for_us", "ARP for another address")
         if sender_ok:
-            self._learn(msg.spa, msg.sha, now)
-        if msg.op == arp.OP_REQUEST:
-            self._transmit(
-                arp_frame(msg.sha, self.mac, arp.OP_REPLY, msg.tpa, msg.sha, msg.spa), now
-            )
+            self._learn(spa, sha, now)
+        if op == arp.OP_REQUEST:
+            self._transmit(arp_frame(sha, self.mac, arp.OP_REPLY, tpa, sha, spa), now)
             self.counters["arp.replied"] += 1
         else:
             self.counters["arp.replies_received"] += 1
