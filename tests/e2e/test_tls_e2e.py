@@ -6,6 +6,7 @@ the facts page the http app serves from the handshake's outcome (same data as th
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +160,30 @@ def test_tls13_only_client_refused(tls_lab: Lab) -> None:
     )
     assert "alert protocol version" in (r.stdout + r.stderr)
     assert tls_lab.alive()
+
+
+PY_CLIENT = r"""
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+session = None
+for i in range(2):
+    with socket.create_connection(("192.0.2.10", int(sys.argv[1])), timeout=10) as raw:
+        with ctx.wrap_socket(raw, session=session) as s:
+            s.sendall(b"GET /bytes/100000 HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            body = b""
+            while chunk := s.recv(65536):
+                body += chunk
+            print(i, s.session_reused, len(body.split(b"\r\n\r\n", 1)[1]))
+            session = s.session
+"""
+
+
+@pytest.mark.parametrize("port", [443, 8443])
+def test_python_ssl_session_reuse_and_bulk(tls_lab: Lab, port: int, tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(PY_CLIENT)
+    r = tls_lab.ns([sys.executable, str(script), str(port)], timeout=60)
+    assert r.stdout.split("\n")[:2] == ["0 False 100000", "1 True 100000"], r.stdout + r.stderr
