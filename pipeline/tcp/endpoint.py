@@ -290,8 +290,8 @@ class TcpEndpoint(TcpSender):
             self._dup_ack()
         elif ack == self.snd_una and window == 0:
             self.retries = 0  # the peer answers our zero-window probes
-        if seg.sack_blocks and self.sack_ok and ack == self.snd_una and flight > 0:
-            self._sack_loss(seg, ack)
+        if seg.sack_blocks and self.sack_ok and flight > 0:
+            self._sack_update(seg, ack)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             self.snd_wnd = window
             self.snd_wl1, self.snd_wl2 = seq, ack

@@ -12,6 +12,8 @@ from pipeline.tcp.seq import MASK, unwrap, wire
 from pipeline.tcp.tcb import MAX_CWND, State, Tcb, window_scale_for
 from pipeline.wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
 
+MAX_SACK_RANGES = 64  # scoreboard bound: a peer cannot make us keep more
+
 
 class TcpSender(Tcb):
     def _new_ack(self, ack: int, now: float, seg: TcpRepr) -> None:
@@ -28,6 +30,12 @@ class TcpSender(Tcb):
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
+        board = self.sacked
+        if board:
+            while board and board[0][1] <= ack:
+                del board[0]
+            if board and board[0][0] < ack:
+                board[0][0] = ack
         if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
             r = ((self._tsval(now) - seg.timestamp[1]) & MASK) / 1000.0
             if r < 60:
@@ -54,19 +62,45 @@ class TcpSender(Tcb):
             self.cwnd = min(self.cwnd + max(1, mss * mss // self.cwnd), MAX_CWND)
         self.rtx_at = None if self.snd_una >= self.snd_max else now + self.rtt.rto
 
-    def _sack_loss(self, seg: TcpRepr, ack: int) -> None:
-        """RFC 6675 style loss detection: enough bytes SACKed above ``snd_una`` mean the
-        first unacknowledged segment is lost, whether or not the ACKs carried data."""
-        if self.recover is not None:
-            return
-        sacked = 0
+    def _sack_update(self, seg: TcpRepr, ack: int) -> None:
+        """Merge the peer's SACK blocks into the scoreboard, then detect loss RFC 6675 style:
+        more than two segments' worth SACKed above ``snd_una`` means the first hole is lost,
+        whether or not the ACKs carried data. In recovery, each SACK lets more holes go."""
+        board = self.sacked
+        una, top = self.snd_una, self.snd_max
         for left, right in seg.sack_blocks:
-            lo = max(unwrap(left, ack), ack)
-            hi = min(unwrap(right, ack), self.snd_max)
-            if hi > lo:
-                sacked += hi - lo
-        if sacked > 2 * self.mss:
-            self._enter_recovery()
+            lo = max(unwrap(left, ack), una)
+            hi = min(unwrap(right, ack), top)
+            if hi <= lo:
+                continue
+            merged = [lo, hi]
+            keep = []
+            for r in board:
+                if r[1] < merged[0] or r[0] > merged[1]:
+                    keep.append(r)
+                else:
+                    merged = [min(r[0], merged[0]), max(r[1], merged[1])]
+            keep.append(merged)
+            keep.sort()
+            board[:] = keep[-MAX_SACK_RANGES:]
+        if not board:
+            return
+        if self.recover is None:
+            if sum(hi - lo for lo, hi in board) > 2 * self.mss:
+                self._enter_recovery()
+        else:
+            self._fast_rtx = True
+
+    def _next_hole(self) -> tuple[int, int] | None:
+        """(start, length) of the next unSACKed range below the highest SACKed byte that has
+        not been retransmitted in this recovery episode."""
+        start = max(self.rtx_high, self.snd_una)
+        for lo, hi in self.sacked:
+            if start < lo:
+                return start, lo - start
+            if start < hi:
+                start = hi
+        return None
 
     def _enter_recovery(self) -> None:
         self.counters["tcp.fast_retransmits"] += 1
@@ -74,6 +108,7 @@ class TcpSender(Tcb):
         self.ssthresh = max(flight // 2, 2 * self.mss)
         self.cwnd = self.ssthresh + 3 * self.mss
         self.recover = self.snd_max
+        self.rtx_high = self.snd_una
         self._fast_rtx = True
 
     def _dup_ack(self) -> None:
@@ -186,9 +221,20 @@ class TcpSender(Tcb):
             out.append(self._segment(self.snd_max, ACK, now))  # SACK blocks ride on bare ACKs
         if self._fast_rtx:
             self._fast_rtx = False
-            seg = self._data_segment(self.snd_una, now, retransmit=True)
-            if seg is not None:
-                out.append(seg)
+            if self.sacked:  # SACK recovery: the next holes, a couple per ACK
+                for _ in range(2):
+                    hole = self._next_hole()
+                    if hole is None:
+                        break
+                    seg = self._data_segment(hole[0], now, retransmit=True, limit=hole[1])
+                    if seg is None:
+                        break
+                    self.rtx_high = hole[0] + max(len(seg.payload), 1)
+                    out.append(seg)
+            else:
+                seg = self._data_segment(self.snd_una, now, retransmit=True)
+                if seg is not None:
+                    out.append(seg)
         for _ in range(1024):
             seg = self._data_segment(self.snd_nxt, now)
             if seg is None:
@@ -206,7 +252,9 @@ class TcpSender(Tcb):
             self._probes = 0
         return out
 
-    def _data_segment(self, nxt: int, now: float, retransmit: bool = False) -> TcpRepr | None:
+    def _data_segment(
+        self, nxt: int, now: float, retransmit: bool = False, limit: int = 1 << 30
+    ) -> TcpRepr | None:
         """The segment starting at ``nxt`` if the windows and SWS avoidance allow it; with
         ``retransmit`` only what was already sent (fast retransmit), ``snd_nxt`` untouched."""
         data_end = self._data_end()
@@ -217,11 +265,12 @@ class TcpSender(Tcb):
         fin_allowed = self.fin_queued and (not retransmit or self.snd_max > data_end)
         if unsent > 0:
             if retransmit:
-                n = min(unsent, room, self.snd_max - nxt)
+                n = min(unsent, room, self.snd_max - nxt, limit)
                 if n <= 0:
                     return None
             else:
-                edge = self.snd_una + min(self.snd_wnd, self.cwnd)
+                # the peer's right edge is relative to the ACK that carried the window
+                edge = min(self.snd_wl2 + self.snd_wnd, self.snd_una + self.cwnd)
                 n = min(unsent, room, edge - nxt)
                 if n <= 0:
                     return None
@@ -303,6 +352,7 @@ class TcpSender(Tcb):
         self.recover = None
         self.dupacks = 0
         self.snd_nxt = self.snd_una  # go back and resend from the first unacknowledged byte
+        self.sacked.clear()  # the receiver may renege (RFC 2018 §8): start from scratch
 
     def _window_probe(self, now: float) -> None:
         """Zero-window probe: an old sequence number the peer must answer with its window

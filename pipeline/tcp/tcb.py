@@ -124,6 +124,9 @@ class Tcb:
         self.dupacks = 0
         self.recover: int | None = None
         self._fast_rtx = False
+        # SACK scoreboard (RFC 6675): [lo, hi) ranges above snd_una the peer holds, sorted
+        self.sacked: list[list[int]] = []
+        self.rtx_high = 0  # retransmissions in this recovery episode reached here
         self._probes = 0
         self._sws_blocked = False
         self._sws_override = False

@@ -236,3 +236,33 @@ def test_paws_drops_old_timestamps_but_lets_reordered_new_data_in() -> None:
     # far older timestamp on new data: still PAWS-dropped
     d.send(seq=C + 21, ack=s, flags=ACK, payload=b"c" * 10, timestamp=(1000, 0))
     assert d.counters["tcp.paws_drops"] == 2 and len(d.rec.data) == 20
+
+
+def test_send_window_edge_comes_from_the_segment_that_updated_it() -> None:
+    d = StackDriver(echo=True)
+    s = establish(d, mss=100)
+    out = d.send(seq=C + 1, ack=s, flags=ACK, window=300, payload=b"x" * 500)
+    assert sum(len(x.payload) for x in out) == 300
+    # a later segment (out of order) updates the window: still 300 bytes from s
+    d.send(seq=C + 601, ack=s, flags=ACK, window=300, payload=b"z" * 100)
+    # an earlier segment, reordered, acknowledges 300 bytes but must not move the edge
+    out = d.send(seq=C + 501, ack=s + 300, flags=ACK, window=300, payload=b"y" * 100)
+    assert [x for x in out if x.payload] == []
+    out = d.send(seq=C + 701, ack=s + 300, flags=ACK, window=300)
+    assert sum(len(x.payload) for x in out) == 300  # the peer's new window, from s + 300
+
+
+def test_sack_recovery_retransmits_every_hole_and_only_holes() -> None:
+    d = StackDriver(echo=True)
+    s = establish(d, mss=100, sack_permitted=True)
+    out = d.send(seq=C + 1, ack=s, flags=ACK, payload=b"h" * 800)
+    assert len(out) == 8
+    blocks = ((s + 400, s + 800), (s + 100, s + 300))
+    out = d.send(seq=C + 801, ack=s, flags=ACK, sack_blocks=blocks)
+    assert [(x.seq - s, len(x.payload)) for x in out if x.payload] == [(0, 100), (300, 100)]
+    assert d.counters["tcp.fast_retransmits"] == 1
+    # nothing else is missing: a further duplicate ACK retransmits nothing more
+    out = d.send(seq=C + 801, ack=s, flags=ACK, sack_blocks=blocks)
+    assert [x for x in out if x.payload] == []
+    assert d.send(seq=C + 801, ack=s + 800, flags=ACK) == []
+    assert d.tick(5.0) == []
