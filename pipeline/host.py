@@ -32,6 +32,8 @@ from pipeline.wire.ipv4 import Ipv4Repr
 from pipeline.wire.ipv6 import Ipv6Repr
 from pipeline.wire.udp import UdpRepr
 
+_ETHERTYPE_IPV4 = b"\x08\x00"
+_ETHERTYPE_IPV6 = b"\x86\xdd"
 MAX_TX_QUEUE = 4096  # frames waiting for frames_to_send(); beyond: drop.tx_full
 
 
@@ -150,8 +152,12 @@ class HostStack:
             except Exception:  # noqa: BLE001
                 self.counters["drop.internal"] += 1
                 output = []
-            for src, dst, segment in output:
-                self._send_ip(src, dst, ipv4.PROTO_TCP, segment, now)
+            for item in output:
+                try:
+                    src, dst, segment = item
+                    self._send_ip(src, dst, ipv4.PROTO_TCP, segment, now)
+                except Exception:  # noqa: BLE001 - a malformed output item costs itself only
+                    self.counters["drop.internal"] += 1
         out, self._out = self._out, []
         return out
 
@@ -234,10 +240,6 @@ class HostStack:
         if self.tcp is None:
             raise WireError("no_transport", "TCP without a transport handler")
         self.tcp.receive_tcp(src, dst, segment, now)
-
-    def _next_ident(self) -> int:
-        self._ident = (self._ident + 1) & 0xFFFF
-        return self._ident
 
     # ---- IPv6 ------------------------------------------------------------------------------
     def _receive_ipv6(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
@@ -349,28 +351,31 @@ class HostStack:
     def _learn(self, ip: bytes, mac: bytes, now: float) -> None:
         self.neighbours.learn(ip, mac)
         if ip in self.pending:
-            ethertype = ETH_IPV4 if len(ip) == 4 else ETH_IPV6
-            header = EthernetRepr(mac, self.mac, ethertype).emit()
+            header = mac + self.mac + (_ETHERTYPE_IPV4 if len(ip) == 4 else _ETHERTYPE_IPV6)
             for packet in self.pending.resolved(ip):
                 self._transmit(header + packet, now)
 
     def _send_ip(self, src: bytes, dst: bytes, proto: int, l4: bytes, now: float) -> None:
         """Frame an upper-layer message from one of our addresses, resolving ``dst``."""
         if len(src) == 4 and src in self.v4 and len(dst) == 4:
-            packet = Ipv4Repr(src, dst, proto, len(l4), ident=self._next_ident()).emit(l4)
-            ethertype = ETH_IPV4
+            if 20 + len(l4) > self.mtu:
+                self.counters["drop.too_big"] += 1
+                return
+            self._ident = ident = (self._ident + 1) & 0xFFFF
+            packet = ipv4.build_header(src, dst, proto, len(l4), ident) + l4
+            ethertype = _ETHERTYPE_IPV4
         elif len(src) == 16 and src in self.v6 and len(dst) == 16:
+            if 40 + len(l4) > self.mtu:
+                self.counters["drop.too_big"] += 1
+                return
             packet = Ipv6Repr(src, dst, proto, len(l4)).emit(l4)
-            ethertype = ETH_IPV6
+            ethertype = _ETHERTYPE_IPV6
         else:
             self.counters["drop.bad_source"] += 1
             return
-        if len(packet) > self.mtu:
-            self.counters["drop.too_big"] += 1
-            return
         mac = self.neighbours.lookup(dst)
         if mac is not None:
-            self._transmit(EthernetRepr(mac, self.mac, ethertype).emit(packet), now)
+            self._transmit(mac + self.mac + ethertype + packet, now)
         elif self.pending.enqueue(dst, src, packet, now):
             self._probe(dst, src, now)
 

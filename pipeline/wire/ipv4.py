@@ -55,22 +55,31 @@ class Ipv4Repr:
     def emit(self, payload: bytes | bytearray | memoryview = b"") -> bytes:
         if len(payload) != self.payload_len:
             raise ApiError(f"payload of {len(payload)} bytes, header says {self.payload_len}")
-        hdr = bytearray(
-            _HDR.pack(
-                0x45,
-                self.tos,
-                HEADER_LEN + self.payload_len,
-                self.ident,
-                FLAG_DF if self.dont_fragment else 0,
-                self.ttl,
-                self.protocol,
-                0,
-                self.src,
-                self.dst,
-            )
-        )
-        hdr[10:12] = checksum(hdr).to_bytes(2, "big")
-        return bytes(hdr) + payload
+        header = build_header(
+            self.src, self.dst, self.protocol, self.payload_len, self.ident, self.ttl, self.tos,
+            self.dont_fragment,
+        )  # fmt: skip
+        return header + payload
+
+
+def build_header(
+    src: bytes,
+    dst: bytes,
+    protocol: int,
+    payload_len: int,
+    ident: int,
+    ttl: int = DEFAULT_TTL,
+    tos: int = 0,
+    dont_fragment: bool = True,
+) -> bytes:
+    """A 20-byte IPv4 header with its checksum (``Ipv4Repr.emit`` without the object)."""
+    total = HEADER_LEN + payload_len
+    if total > 0xFFFF:
+        raise ApiError(f"IPv4 packet of {total} bytes")
+    flags = FLAG_DF if dont_fragment else 0
+    hdr = _HDR.pack(0x45, tos, total, ident, flags, ttl, protocol, 0, src, dst)
+    csum = checksum(hdr)
+    return hdr[:10] + bytes((csum >> 8, csum & 0xFF)) + hdr[12:]
 
 
 def check_header(
@@ -114,6 +123,7 @@ __all__ = [
     "PROTO_TCP",
     "PROTO_UDP",
     "Ipv4Repr",
+    "build_header",
     "check_header",
     "ipv4_str",
     "is_unicast_v4",

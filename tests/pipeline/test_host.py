@@ -322,3 +322,15 @@ def test_packet_stages_see_and_may_drop_frames(drop_dir: Direction | None) -> No
         assert rec.seen[0] == ("in", request) and rec.seen[1][0] == "out"
         assert out == ([] if drop_dir == "out" else [rec.seen[1][1]])
     assert counters["drop.stage"] == (0 if drop_dir is None else 1)
+
+
+def test_malformed_transport_output_costs_only_itself() -> None:
+    host, counters, tcp = make_host()
+    host.receive_frame(arp_request(), 0.0)
+    host.frames_to_send(0.0)
+    good = tcp_segment()
+    tcp.output.extend([(VIP_B, PEER_B), (VIP_B, PEER_B, good), (VIP_B, PEER_B, good)])  # type: ignore[list-item]
+    frames = host.frames_to_send(0.0)
+    assert len(frames) == 2 and counters["drop.internal"] == 1
+    idents = [Ether(f)[IP].id for f in frames]
+    assert idents[1] == (idents[0] + 1) & 0xFFFF

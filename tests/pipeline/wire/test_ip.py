@@ -15,7 +15,7 @@ from scapy.layers.inet6 import (
 
 from pipeline.errors import ApiError, DecodeError
 from pipeline.wire.drops import reason_of
-from pipeline.wire.ipv4 import PROTO_TCP, PROTO_UDP, Ipv4Repr, ipv4_str
+from pipeline.wire.ipv4 import PROTO_TCP, PROTO_UDP, Ipv4Repr, build_header, ipv4_str
 from pipeline.wire.ipv6 import NH_TCP, NH_UDP, Ipv6Repr, ipv6_str, solicited_node
 
 S4, D4 = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 10])
@@ -185,3 +185,10 @@ def test_ipv6_extension_chain_is_bounded() -> None:
 
 def test_solicited_node_address() -> None:
     assert ipv6_str(solicited_node(D6)) == "ff02::1:ffab:cdef"
+
+
+def test_build_header_is_emit_without_the_object() -> None:
+    hdr = Ipv4Repr(S4, D4, PROTO_TCP, 10, ttl=33, ident=7, dont_fragment=False, tos=4)
+    assert build_header(S4, D4, PROTO_TCP, 10, 7, 33, 4, False) == hdr.emit(bytes(10))[:20]
+    with pytest.raises(ApiError):
+        build_header(S4, D4, PROTO_TCP, 65516, 0)
