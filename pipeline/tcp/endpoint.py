@@ -151,9 +151,10 @@ class TcpEndpoint(TcpSender):
         plen = len(seg.payload)
         if self.ts_ok and seg.timestamp is not None and not flags & RST:
             behind = seq_diff(self.ts_recent, seg.timestamp[0])
-            if behind > 0 and not (
-                plen and seq + plen > self.rcv_nxt and behind <= PAWS_REORDER_TICKS
-            ):  # PAWS (RFC 7323 §5), tolerant of new data merely reordered
+            reordered = behind <= PAWS_REORDER_TICKS and (
+                seq + plen > self.rcv_nxt if plen else not flags & (SYN | FIN)
+            )
+            if behind > 0 and not reordered:  # PAWS (RFC 7323 §5), tolerant of reordering
                 self.counters["tcp.paws_drops"] += 1
                 self._ack_now = True
                 return
@@ -365,6 +366,7 @@ class TcpEndpoint(TcpSender):
         self.state = State.TIME_WAIT
         self.tw_at = now + self.config.time_wait
         self.rtx_at = self.ack_at = self.persist_at = self.idle_at = self.ka_at = None
+        self.tlp_at = None
         if self.close_reason is None:
             self.close_reason = "fin"
             self._events.append(("closed", "fin"))

@@ -60,7 +60,11 @@ class TcpSender(Tcb):
             self.cwnd = min(self.cwnd + min(acked, mss), MAX_CWND)
         else:
             self.cwnd = min(self.cwnd + max(1, mss * mss // self.cwnd), MAX_CWND)
-        self.rtx_at = None if self.snd_una >= self.snd_max else now + self.rtt.rto
+        if self.snd_una >= self.snd_max:
+            self.rtx_at = self.tlp_at = None
+        else:
+            self.rtx_at = now + self.rtt.rto
+            self._arm_tlp(now)
 
     def _sack_update(self, seg: TcpRepr, ack: int) -> None:
         """Merge the peer's SACK blocks into the scoreboard, then detect loss RFC 6675 style:
@@ -235,6 +239,10 @@ class TcpSender(Tcb):
                 seg = self._data_segment(self.snd_una, now, retransmit=True)
                 if seg is not None:
                     out.append(seg)
+        if self._tlp:
+            seg = self._tail_probe(now)
+            if seg is not None:
+                out.append(seg)
         for _ in range(1024):
             seg = self._data_segment(self.snd_nxt, now)
             if seg is None:
@@ -300,13 +308,42 @@ class TcpSender(Tcb):
             self.snd_nxt = end
         if end > self.snd_max:
             self.snd_max = end
+            self._arm_tlp(now)
         if self.rtx_at is None:
             self.rtx_at = now + self.rtt.rto
         return seg
 
+    def _arm_tlp(self, now: float) -> None:
+        """Tail loss probe (RFC 8985 §7): if nothing is acknowledged within ~2 RTT, resend the
+        last segment so a lost tail is repaired by SACK/fast recovery instead of an RTO."""
+        srtt = self.rtt.srtt
+        if srtt is None or self.recover is not None:
+            return
+        pto = 2 * srtt + (self.config.delayed_ack if self.snd_max - self.snd_una <= self.mss else 0)
+        self.tlp_at = now + max(pto, 0.002)
+
+    def _tail_probe(self, now: float) -> TcpRepr | None:
+        self._tlp = False
+        if self.snd_una >= self.snd_max or self.recover is not None:
+            return None
+        room = self.mss - (12 if self.ts_ok else 0)
+        start = max(self.snd_una, min(self.snd_max, self._data_end()) - room)
+        seg = self._data_segment(start, now, retransmit=True)
+        if seg is not None:
+            self.counters["tcp.tail_loss_probes"] += 1
+        return seg
+
     def poll_at(self) -> float | None:
         t: float | None = None
-        for x in (self.rtx_at, self.ack_at, self.persist_at, self.tw_at, self.idle_at, self.ka_at):
+        for x in (
+            self.rtx_at,
+            self.tlp_at,
+            self.ack_at,
+            self.persist_at,
+            self.tw_at,
+            self.idle_at,
+            self.ka_at,
+        ):
             if x is not None and (t is None or x < t):
                 t = x
         return t
@@ -322,13 +359,16 @@ class TcpSender(Tcb):
             return
         if self.rtx_at is not None and now >= self.rtx_at:
             self._on_rto(now)
+        elif self.tlp_at is not None and now >= self.tlp_at:
+            self.tlp_at = None
+            self._tlp = True
         if self.persist_at is not None and now >= self.persist_at:
             self._window_probe(now)
         if self.ka_at is not None and now >= self.ka_at:
             self._keepalive(now)
 
     def _on_rto(self, now: float) -> None:
-        self.rtx_at = None
+        self.rtx_at = self.tlp_at = None
         self.retries += 1
         self.counters["tcp.rto_timeouts"] += 1
         self.rtt.backoff()

@@ -24,9 +24,10 @@ from pipeline.wire.tcp import RST, TcpRepr
 
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: assumed when the peer sends no MSS option
 MAX_CWND = 1 << 30
-# A data segment whose TSval is older than TS.Recent by at most this many peer clock ticks, and
-# which carries new in-window data, is a reordered segment, not a wrapped old duplicate: PAWS
-# lets it through (strict PAWS turned every 2 ms reordering after a retransmission into a loss).
+# A segment whose TSval is older than TS.Recent by at most this many peer clock ticks and which
+# is a pure ACK or carries new in-window data is a reordered segment, not a wrapped old
+# duplicate: PAWS lets it through (strict PAWS turned every 2 ms of reordering after a
+# retransmission into a loss, and threw away the ACKs and SACK blocks recovery needs).
 PAWS_REORDER_TICKS = 1000
 
 
@@ -111,6 +112,8 @@ class Tcb:
         # timers and retransmission
         self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
         self.rtx_at: float | None = None
+        self.tlp_at: float | None = None  # tail loss probe (RFC 8985 §7)
+        self._tlp = False
         self.ack_at: float | None = None
         self.persist_at: float | None = None
         self.tw_at: float | None = None
@@ -155,7 +158,7 @@ class Tcb:
 
     def _finish(self, state: State, reason: str) -> None:
         self.state = state
-        self.rtx_at = self.ack_at = self.persist_at = self.tw_at = None
+        self.rtx_at = self.ack_at = self.persist_at = self.tw_at = self.tlp_at = None
         self.idle_at = self.ka_at = None
         if self.close_reason is None:
             self.close_reason = reason
