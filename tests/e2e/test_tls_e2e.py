@@ -5,14 +5,20 @@ the facts page the http app serves from the handshake's outcome (same data as th
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import select
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.lab import Lab, lab_nf
+from tests.e2e.lab import NF, Lab, lab_nf
 
 VIP = "192.0.2.10"
 TLS_CONFIG = """
@@ -76,8 +82,11 @@ def tls_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def s_client(lab: Lab, port: int, *args: str, send: str = GET) -> str:
+    # -ign_eof keeps reading until the server closes (the request says Connection: close);
+    # with nothing to send, end at stdin EOF instead.
+    ign = "-ign_eof " if send else ""
     cmd = (
-        f"printf '{send}' | timeout 15 openssl s_client -connect {VIP}:{port} -tls1_2 -ign_eof "
+        f"printf '{send}' | timeout 15 openssl s_client -connect {VIP}:{port} -tls1_2 {ign}"
         + " ".join(args)
     )
     r = lab.ns(["sh", "-c", cmd], timeout=30)
@@ -187,3 +196,81 @@ def test_python_ssl_session_reuse_and_bulk(tls_lab: Lab, port: int, tmp_path: Pa
     script.write_text(PY_CLIENT)
     r = tls_lab.ns([sys.executable, str(script), str(port)], timeout=60)
     assert r.stdout.split("\n")[:2] == ["0 False 100000", "1 True 100000"], r.stdout + r.stderr
+
+
+class EventReader:
+    """JSON lines from an ``nf events --json`` process, read from the raw pipe (a buffered text
+    reader would hide lines from select())."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+
+    def read(self, want: int, timeout: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < want:
+            while b"\n" in self.buf and len(out) < want:
+                line, self.buf = self.buf.split(b"\n", 1)
+                out.append(json.loads(line))
+            left = deadline - time.monotonic()
+            if len(out) >= want or left <= 0:
+                break
+            ready, _, _ = select.select([self.fd], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                self.buf += chunk
+        return out
+
+
+def test_handshake_events_say_why(tmp_path: Path) -> None:
+    with lab_nf(tmp_path / "ev", TLS_CONFIG, control=True) as lab:
+        assert lab.events is not None
+        proc = subprocess.Popen(
+            [
+                *NF,
+                "events",
+                "--json",
+                "--topic",
+                "tls.handshake",
+                "--duration",
+                "90",
+                "--endpoint",
+                lab.events,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        reader = EventReader(proc)
+        try:
+            seen: list[dict[str, Any]] = []
+            for _ in range(20):  # until the subscription is live (ZeroMQ slow joiner)
+                s_client(lab, 9443, send="")
+                seen = reader.read(1, 1.0)
+                if seen:
+                    break
+            assert seen, "no tls.handshake event reached the collector"
+            reader.read(100, 1.0)  # drain the probes' events
+            sess, tick = tmp_path / "s.pem", tmp_path / "t.pem"
+            s_client(lab, 443, "-no_ticket", "-sess_out", str(sess), send="")
+            s_client(lab, 443, "-no_ticket", "-sess_in", str(sess), send="")
+            s_client(lab, 8443, "-sess_out", str(tick), send="")
+            s_client(lab, 8443, "-sess_in", str(tick), send="")
+            events = reader.read(4, 30.0)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    got = [(e["outcome"], e["method"], e["reason"], e["offered"]) for e in events]
+    assert got == [
+        ("full", None, "nothing_offered", "none"),
+        ("resumed", "session_id", "resumed", "session_id"),
+        ("full", None, "nothing_offered", "none"),
+        ("resumed", "ticket", "resumed", "ticket"),
+    ]
+    assert events[1]["session_id"] == events[0]["session_id"] != ""
+    assert events[2]["session_id"] == "" and events[2]["tickets_issued"] == 1
+    assert events[3]["session_id"] == events[3]["client_session_id"] != ""
+    assert events[3]["ticket_key"] == events[2]["ticket_key"]
