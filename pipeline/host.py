@@ -80,10 +80,9 @@ class HostStack:
         self.packet_chain = packet_chain
         self.neighbours = NeighbourTable(neighbour_limit, counters)
         self.pending = PendingQueue(counters)
-        self._solicited = {ipv6.solicited_node(v): v for v in self.v6}
         self.listen_macs = frozenset(
             {self.mac, BROADCAST, ipv6_multicast_mac(ipv6.ALL_NODES)}
-            | {ipv6_multicast_mac(s) for s in self._solicited}
+            | {ipv6_multicast_mac(ipv6.solicited_node(v)) for v in self.v6}
         )
         self._out: list[bytes] = []
         self._ident = 0
@@ -231,10 +230,8 @@ class HostStack:
 
     def _receive_ipv4(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:
         """IPv4 in a broadcast/multicast frame (unicast to us takes ``_receive_ipv4_unicast``)."""
-        ip, _ = Ipv4Repr.parse(payload)
-        if ip.dst in self.v4:
-            raise WireError("not_for_us", "unicast IPv4 in a broadcast or multicast frame")
-        raise WireError("not_for_us", "IPv4 destination")
+        Ipv4Repr.parse(payload)  # a malformed packet is counted as such
+        raise WireError("not_for_us", "IPv4 in a broadcast or multicast frame")
 
     def _deliver_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
         if self.tcp is None:
@@ -290,7 +287,7 @@ class HostStack:
         ns, _ = NdiscRepr.parse(l4, ip.src, ip.dst)
         if ns.target not in self.v6:
             raise WireError("not_for_us", "NS for another address")
-        if ip.dst != ns.target and self._solicited.get(ip.dst) != ns.target:
+        if ip.dst != ns.target and ip.dst != ipv6.solicited_node(ns.target):
             raise WireError("not_for_us", "NS sent to an unrelated address")
         if ip.src in self.v6:
             raise WireError("bad_source", "NS from one of our own addresses")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import ipaddress
 
 import pytest
 from scapy.compat import raw
@@ -243,3 +244,24 @@ def test_icmpv6_echo_behind_an_extension_header_takes_the_general_path() -> None
     assert (pkt[IPv6].src, pkt[IPv6].dst, pkt[IPv6].nh) == (VIP, PEER, 58)
     assert pkt[ICMPv6EchoReply].data == b"ext" and icmpv6_checksum_ok(frame)
     assert counters["icmp.echo_replied"] == 1
+
+
+def test_vips_sharing_a_solicited_node_group_are_both_answered() -> None:
+    counters: collections.Counter[str] = collections.Counter()
+    other = "2001:db8:1::10"  # same last 24 bits as VIP: same solicited-node group
+    host = HostStack(mac(OUR_MAC), [VIP_B, packed6(other)], counters=counters)
+    for target in (VIP, other):
+        ns = (
+            Ether(dst=SOLICITED_MAC, src=PEER_MAC)
+            / IPv6(src=PEER, dst=SOLICITED, hlim=255)
+            / ICMPv6ND_NS(tgt=target)
+            / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
+        )
+        host.receive_frame(raw(ns), 1.0)
+        [frame] = host.frames_to_send(1.0)
+        assert Ether(frame)[ICMPv6ND_NA].tgt == target
+    assert counters["nd.replied"] == 2 and not drops(counters)
+
+
+def packed6(a: str) -> bytes:
+    return ipaddress.IPv6Address(a).packed
