@@ -7,6 +7,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.compat import raw
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
@@ -117,3 +119,13 @@ def test_pcap_source_without_output_counts_discarded_replies(tmp_path: Path) -> 
     assert source.discarded == 1
     source.close()
     assert source.read_frames() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([b"", good_capture()[:24], good_capture()]), st.binary(max_size=120))
+def test_reader_on_random_bytes_returns_records_or_decode_error(prefix: bytes, rest: bytes) -> None:
+    try:
+        records = list(read_pcap(io.BytesIO(prefix + rest)))
+    except DecodeError:
+        return
+    assert all(isinstance(ts, float) and isinstance(f, bytes) for ts, f in records)
