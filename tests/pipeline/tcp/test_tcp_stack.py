@@ -137,3 +137,33 @@ def test_poll_at_tracks_the_earliest_timer() -> None:
     assert d.stack.poll_at() == 1.0  # SYN-ACK retransmission
     d.send(TcpRepr(CPORT, PORT, C + 1, flags=RST))
     assert d.stack.poll_at() is None
+
+
+def test_backpressure_closes_our_window_when_the_client_does_not_read() -> None:
+    cfg = TcpConfig(send_buffer=4096, send_buffer_hard=65536, recv_buffer=8192)
+    d = StackDriver(cfg, echo=True)
+    s = d.handshake(isn=C, mss=1000).seq + 1
+    seq = C + 1
+    last = None
+    for _ in range(20):  # the client sends but never opens its own window
+        out = d.send(seq=seq, ack=s, flags=ACK, window=0, payload=b"p" * 1000)
+        seq += 1000
+        acks = [x for x in out if x.flags & ACK]
+        if acks:
+            last = acks[-1]
+        if last is not None and last.window == 0:
+            break
+    assert last is not None and last.window == 0  # flow control reached the client
+    (flow,) = d.stack._flows.values()
+    assert flow.ep.send_queued >= 4096 and flow.ep.readable > 0  # the stage is not fed more
+    assert len(d.rec.data) < seq - C - 1
+
+
+def test_hard_send_buffer_bound_aborts_the_flow() -> None:
+    cfg = TcpConfig(send_buffer=1024, send_buffer_hard=4096)
+    d = StackDriver(cfg, reply=b"r" * 5000)
+    s = d.handshake(isn=C).seq + 1
+    out = d.send(seq=C + 1, ack=s, flags=ACK, window=0, payload=b"q")
+    assert out[-1].flags == RST
+    assert d.counters["tcp.send_buffer_overflows"] == 1
+    assert d.rec.closed == ["send_buffer_overflow"] and len(d.stack) == 0
