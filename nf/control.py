@@ -7,6 +7,10 @@ registers ``server.socket`` in its poller and calls ``server.process(now)`` when
 malformed, oversize or unknown requests get an error reply naming the problem and are counted.
 Both REQ-style envelopes (routing frames, empty delimiter, body) and DEALER-style ones (routing
 frame, body) are accepted; the reply goes back with the same envelope.
+
+CURVE (``curve_secret_key`` + ``curve_authorized_keys``) applies to ``tcp://`` endpoints; an
+``ipc://`` endpoint is protected by its file permissions and served without it. Ticket keys move
+only over ``ipc://``/``inproc://`` or CURVE (``is_secure``).
 """
 
 from __future__ import annotations
@@ -200,6 +204,8 @@ class ControlServer:
     ) -> None:
         if curve is None and config is not None:
             curve = config.curve()
+        if endpoint_scheme(endpoint) != "tcp":
+            curve = None  # ipc:// is guarded by file permissions, inproc:// by the process
         self.endpoint = endpoint
         self.ops = ops
         self.curve = curve

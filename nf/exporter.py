@@ -54,6 +54,8 @@ class ZmqEventBus:
             hwm = hwm if hwm is not None else config.hwm
             stats_interval = stats_interval if stats_interval is not None else config.stats_interval
             curve = curve if curve is not None else config.curve()
+        if endpoint.partition("://")[0] != "tcp":
+            curve = None  # CURVE guards tcp:// endpoints; ipc:// has file permissions
         self.endpoint = endpoint
         self.instance = instance
         self.gen = gen

@@ -114,3 +114,27 @@ def test_generate_writes_usable_files(tmp_path: Path) -> None:
     assert oct(out["server_secret"].stat().st_mode & 0o777) == "0o600"
     pub, sec = zmq.auth.load_certificate(str(out["client_secret"]))
     assert sec is not None and len(pub) == 40
+
+
+def test_curve_applies_to_tcp_only(ctx: zmq.Context[Any], tmp_path: Path) -> None:
+    """With CURVE configured, an ipc:// control endpoint still serves local `nf ctl` (no keys)."""
+    keys = generate(tmp_path / "k")
+    cfg = ControlConfig.from_table(
+        {
+            "curve_secret_key": str(keys["server_secret"]),
+            "curve_authorized_keys": str(keys["authorized"]),
+        }
+    )
+    ep = f"ipc://{tmp_path}/c.sock"
+    srv = ControlServer(ctx, ep, build_ops(FakeView(FakeRegistry())), config=cfg)
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(ep)
+    try:
+        assert srv.is_secure and srv.curve is None
+        sock.send(msgpack.packb({"id": 1, "op": "tls.tickets.export"}))
+        reply = _serve_until(srv, sock)
+        assert reply is not None and reply["ok"] is True
+    finally:
+        sock.close()
+        srv.close()
