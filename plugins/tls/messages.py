@@ -9,6 +9,7 @@ bad point formats); emitters return the message body without the 4-byte handshak
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -72,32 +73,61 @@ class ClientHello:
 
     @classmethod
     def parse(cls, body: bytes) -> ClientHello:
-        buf = Buffer(body)
-        version = buf.pull_uint16()
-        random = buf.pull_bytes(32)
-        session_id = buf.pull_opaque(1)
-        if len(session_id) > 32:
+        # Hot path (one per handshake): direct indexing instead of Buffer blocks; same checks.
+        b = bytes(body)
+        n = len(b)
+        if n < 35:
+            raise DecodeError("truncated ClientHello")
+        version = (b[0] << 8) | b[1]
+        random = b[2:34]
+        sid_len = b[34]
+        if sid_len > 32:
             raise DecodeError("session_id longer than 32 bytes")
-        with buf.pull_block(2) as n:
-            if n < 2 or n % 2:
-                raise DecodeError("cipher_suites length must be even and non-zero")
-            suites = _u16s(buf.pull_view(n))
-        compression = buf.pull_opaque(1)
-        if not compression:
+        p = 35 + sid_len
+        if p + 2 > n:
+            raise DecodeError("truncated ClientHello")
+        session_id = b[35:p]
+        cs_len = (b[p] << 8) | b[p + 1]
+        p += 2
+        if cs_len < 2 or cs_len % 2:
+            raise DecodeError("cipher_suites length must be even and non-zero")
+        if p + cs_len + 1 > n:
+            raise DecodeError("truncated ClientHello")
+        suites = struct.unpack_from(f"!{cs_len // 2}H", b, p)
+        p += cs_len
+        cm_len = b[p]
+        p += 1
+        if not cm_len:
             raise DecodeError("empty compression_methods")
+        if p + cm_len > n:
+            raise DecodeError("truncated ClientHello")
+        compression = b[p : p + cm_len]
+        p += cm_len
         exts: list[tuple[int, bytes]] = []
-        has_block = not buf.eof()
+        has_block = p < n
         if has_block:
+            if p + 2 > n:
+                raise DecodeError("truncated extensions block")
+            end = p + 2 + ((b[p] << 8) | b[p + 1])
+            p += 2
+            if end > n:
+                raise DecodeError("truncated extensions block")
             seen: set[int] = set()
-            with buf.pull_block(2):
-                while not buf.eof():
-                    code = buf.pull_uint16()
-                    data = buf.pull_opaque(2)
-                    if code in seen:
-                        raise TlsAlert("duplicate_extension", f"extension {code} twice")
-                    seen.add(code)
-                    exts.append((code, data))
-        buf.expect_end()
+            while p < end:
+                if p + 4 > end:
+                    raise DecodeError("truncated extension header")
+                code = (b[p] << 8) | b[p + 1]
+                ext_len = (b[p + 2] << 8) | b[p + 3]
+                p += 4
+                if p + ext_len > end:
+                    raise DecodeError("truncated extension")
+                if code in seen:
+                    raise TlsAlert("duplicate_extension", f"extension {code} twice")
+                seen.add(code)
+                exts.append((code, b[p : p + ext_len]))
+                p += ext_len
+            if end != n:
+                raise DecodeError(f"{n - end} trailing bytes")
         return cls(version, random, session_id, suites, compression, tuple(exts), has_block)
 
     def emit(self) -> bytes:
@@ -140,55 +170,60 @@ class HelloExtensions:
     unknown: tuple[int, ...] = field(default=())
 
 
-def _u16s(view: memoryview) -> tuple[int, ...]:
-    return struct.unpack(f"!{len(view) // 2}H", view)
+def _vec(data: bytes, len_bytes: int, what: str) -> bytes:
+    """The body of a length-prefixed vector that must fill ``data`` exactly."""
+    if len(data) < len_bytes or int.from_bytes(data[:len_bytes], "big") != len(data) - len_bytes:
+        raise DecodeError(f"{what}: bad length")
+    return data[len_bytes:]
 
 
-def _u16_list(data: bytes, what: str, min_items: int = 1) -> tuple[int, ...]:
-    buf = Buffer(data)
-    with buf.pull_block(2) as n:
-        if n % 2 or n < 2 * min_items:
-            raise DecodeError(f"{what}: bad list length")
-        items = _u16s(buf.pull_view(n))
-    buf.expect_end()
-    return items
+def _u16_list(data: bytes, what: str, len_bytes: int = 2) -> tuple[int, ...]:
+    v = _vec(data, len_bytes, what)
+    if len(v) % 2 or not v:
+        raise DecodeError(f"{what}: bad list length")
+    return struct.unpack(f"!{len(v) // 2}H", v)
 
 
 def _parse_sni(data: bytes) -> str | None:
-    buf = Buffer(data)
+    v = _vec(data, 2, "server_name")
+    if not v:
+        raise DecodeError("server_name: empty list")
     host: str | None = None
-    with buf.pull_block(2) as n:
-        if n == 0:
-            raise DecodeError("server_name: empty list")
-        while not buf.eof():
-            name_type = buf.pull_uint8()
-            name = buf.pull_opaque(2)
-            if name_type != 0:
-                continue
-            if host is not None:
-                raise DecodeError("server_name: two host names")
-            if not name:
-                raise DecodeError("server_name: empty host name")
-            try:
-                host = name.decode("ascii").rstrip(".").lower()
-            except UnicodeDecodeError:
-                raise DecodeError("server_name: not ASCII") from None
-    buf.expect_end()
+    p, n = 0, len(v)
+    while p < n:
+        if p + 3 > n:
+            raise DecodeError("server_name: truncated entry")
+        name_type, ln = v[p], (v[p + 1] << 8) | v[p + 2]
+        p += 3
+        if p + ln > n:
+            raise DecodeError("server_name: truncated name")
+        name = v[p : p + ln]
+        p += ln
+        if name_type != 0:
+            continue
+        if host is not None:
+            raise DecodeError("server_name: two host names")
+        if not name:
+            raise DecodeError("server_name: empty host name")
+        try:
+            host = name.decode("ascii").rstrip(".").lower()
+        except UnicodeDecodeError:
+            raise DecodeError("server_name: not ASCII") from None
     return host
 
 
 def _parse_alpn(data: bytes) -> tuple[str, ...]:
-    buf = Buffer(data)
+    v = _vec(data, 2, "alpn")
+    if len(v) < 2:
+        raise DecodeError("alpn: empty list")
     out: list[str] = []
-    with buf.pull_block(2) as n:
-        if n < 2:
-            raise DecodeError("alpn: empty list")
-        while not buf.eof():
-            proto = buf.pull_opaque(1)
-            if not proto:
-                raise DecodeError("alpn: empty protocol name")
-            out.append(proto.decode("latin-1"))
-    buf.expect_end()
+    p, n = 0, len(v)
+    while p < n:
+        ln = v[p]
+        if not ln or p + 1 + ln > n:
+            raise DecodeError("alpn: bad protocol name")
+        out.append(v[p + 1 : p + 1 + ln].decode("latin-1"))
+        p += 1 + ln
     return tuple(out)
 
 
@@ -198,47 +233,45 @@ def _parse_empty(data: bytes, what: str) -> bool:
     return True
 
 
+def _point_formats(data: bytes) -> bytes:
+    formats = _vec(data, 1, "ec_point_formats")
+    if not formats:
+        raise DecodeError("ec_point_formats: empty")
+    if 0 not in formats:
+        raise TlsAlert("no_uncompressed_point_format")
+    return formats
+
+
+# extension code -> (HelloExtensions field, decoder); a dispatch table, one entry per extension
+_EXTENSION_DECODERS: dict[int, tuple[str, Callable[[bytes], object]]] = {
+    ET.server_name: ("sni", _parse_sni),
+    ET.supported_groups: ("groups", lambda d: _u16_list(d, "supported_groups")),
+    ET.ec_point_formats: ("point_formats", _point_formats),
+    ET.signature_algorithms: (
+        "signature_algorithms",
+        lambda d: _u16_list(d, "signature_algorithms"),
+    ),
+    ET.alpn: ("alpn", _parse_alpn),
+    ET.extended_master_secret: ("ems", lambda d: _parse_empty(d, "extended_master_secret")),
+    ET.encrypt_then_mac: ("etm", lambda d: _parse_empty(d, "encrypt_then_mac")),
+    ET.session_ticket: ("ticket", lambda d: d),
+    ET.renegotiation_info: ("renegotiation_info", lambda d: _vec(d, 1, "renegotiation_info")),
+    ET.supported_versions: ("supported_versions", lambda d: _u16_list(d, "supported_versions", 1)),
+}
+_DECODERS_BY_INT = {int(k): v for k, v in _EXTENSION_DECODERS.items()}
+
+
 def parse_extensions(ch: ClientHello) -> HelloExtensions:
     """Decode the extensions the server uses; unknown ones (incl. GREASE) are kept by code only."""
     kw: dict[str, object] = {}
     unknown: list[int] = []
+    decoders = _DECODERS_BY_INT
     for code, data in ch.extensions:
-        if code == ET.server_name:
-            kw["sni"] = _parse_sni(data)
-        elif code == ET.supported_groups:
-            kw["groups"] = _u16_list(data, "supported_groups")
-        elif code == ET.ec_point_formats:
-            buf = Buffer(data)
-            formats = buf.pull_opaque(1)
-            buf.expect_end()
-            if not formats:
-                raise DecodeError("ec_point_formats: empty")
-            if 0 not in formats:
-                raise TlsAlert("no_uncompressed_point_format")
-            kw["point_formats"] = formats
-        elif code == ET.signature_algorithms:
-            kw["signature_algorithms"] = _u16_list(data, "signature_algorithms")
-        elif code == ET.alpn:
-            kw["alpn"] = _parse_alpn(data)
-        elif code == ET.extended_master_secret:
-            kw["ems"] = _parse_empty(data, "extended_master_secret")
-        elif code == ET.encrypt_then_mac:
-            kw["etm"] = _parse_empty(data, "encrypt_then_mac")
-        elif code == ET.session_ticket:
-            kw["ticket"] = data
-        elif code == ET.renegotiation_info:
-            buf = Buffer(data)
-            kw["renegotiation_info"] = buf.pull_opaque(1)
-            buf.expect_end()
-        elif code == ET.supported_versions:
-            buf = Buffer(data)
-            with buf.pull_block(1) as n:
-                if n < 2 or n % 2:
-                    raise DecodeError("supported_versions: bad list length")
-                kw["supported_versions"] = tuple(buf.pull_uint16() for _ in range(n // 2))
-            buf.expect_end()
-        else:
+        entry = decoders.get(code)
+        if entry is None:
             unknown.append(code)
+        else:
+            kw[entry[0]] = entry[1](data)
     return HelloExtensions(unknown=tuple(unknown), **kw)  # type: ignore[arg-type]
 
 
