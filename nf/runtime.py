@@ -70,7 +70,11 @@ class Runtime:
         if cfg.capture.pcap:
             from plugins.capture.pcap import PcapCaptureStage
 
-            stage = PcapCaptureStage(cfg.capture.pcap, max_bytes=cfg.capture.max_bytes)
+            stage = PcapCaptureStage(
+                cfg.capture.pcap,
+                max_bytes=cfg.capture.max_bytes,
+                ts_offset=self.clocks.wall() - self.clocks.monotonic(),
+            )
             self.packet_chain.stages.append(stage)
             self._closers.append(stage)
         from pipeline.host import HostStack
