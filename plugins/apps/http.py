@@ -3,7 +3,8 @@
 ``GET /`` (any path but ``/bytes/N``) answers ``text/plain`` lines such as ``tls_version: 1.2``,
 ``tls_resumed: true``, ``tls_method: ticket`` from ``flow.facts`` (published by the TLS stage),
 so ``curl`` shows what the handshake did. ``GET /bytes/N`` answers N bytes (at most
-``MAX_BYTES``) for bulk tests. Keep-alive and pipelining follow h11; request heads are bounded
+``MAX_BYTES``, which stays under the TCP layer's hard send-buffer bound because a response is
+produced in one go; ask several times, keep-alive or pipelined, for more) for bulk tests. Keep-alive and pipelining follow h11; request heads are bounded
 (``MAX_HEAD``) and bodies are read and discarded up to ``MAX_BODY``; garbage gets a 400 and a
 close. It is an application stage: last in its chain.
 """
@@ -18,7 +19,7 @@ from pipeline.chain import BaseStage, Downstream, FlowInfo, PluginEnv, StreamSta
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1 << 20
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 2 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 4096
 CHUNK = 64 * 1024
 FACT_ORDER = (

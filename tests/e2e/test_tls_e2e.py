@@ -274,3 +274,13 @@ def test_handshake_events_say_why(tmp_path: Path) -> None:
     assert events[2]["session_id"] == "" and events[2]["tickets_issued"] == 1
     assert events[3]["session_id"] == events[3]["client_session_id"] != ""
     assert events[3]["ticket_key"] == events[2]["ticket_key"]
+
+
+def test_bulk_download_over_tls(tls_lab: Lab) -> None:
+    url = f"https://{VIP}/bytes/2097152"
+    r = tls_lab.ns(
+        ["curl", "-sk", "--max-time", "30", "-w", "%{size_download} ", "-o", "/dev/null", url]
+        + ["-o", "/dev/null", url],
+        timeout=60,
+    )
+    assert r.stdout == "2097152 2097152 ", r.stdout[:200] + r.stderr
