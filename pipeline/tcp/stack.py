@@ -168,10 +168,16 @@ class TcpStack:
             if flow.ep.state is State.TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
                 self._remove(flow)  # a new incarnation of the four-tuple (RFC 6191 style)
             else:
-                flow.ep.receive_segment(seg, now)
-                self._service(flow, now)
+                try:
+                    flow.ep.receive_segment(seg, now)
+                    self._service(flow, now)
+                except Exception:
+                    self._internal_error(flow, now)
                 return
-        self._no_flow(src, dst, seg, now)
+        try:
+            self._no_flow(src, dst, seg, now)
+        except Exception:
+            self.counters["tcp.internal_errors"] += 1
 
     def take_output(self) -> list[Output]:
         out, self._out = self._out, []
@@ -199,18 +205,21 @@ class TcpStack:
         for flow in due:
             if flow.removed:
                 continue
-            t = flow.ep.poll_at()
-            if t is not None and t <= now:
-                flow.ep.handle_timer(now)
-            stage = flow.stage
-            if stage is not None and not flow.closed:
-                try:
-                    st = stage.poll_at()
-                    if st is not None and st <= now:
-                        stage.handle_timer(now)
-                except Exception:
-                    self._plugin_error(flow, now)
-            self._service(flow, now)
+            try:
+                t = flow.ep.poll_at()
+                if t is not None and t <= now:
+                    flow.ep.handle_timer(now)
+                stage = flow.stage
+                if stage is not None and not flow.closed:
+                    try:
+                        st = stage.poll_at()
+                        if st is not None and st <= now:
+                            stage.handle_timer(now)
+                    except Exception:
+                        self._plugin_error(flow, now)
+                self._service(flow, now)
+            except Exception:
+                self._internal_error(flow, now)
         if len(heap) > 2 * len(self._flows) + 1024:
             self._heap = [e for e in heap if not e[2].removed and e[2].token == e[1]]
             heapq.heapify(self._heap)
@@ -292,6 +301,19 @@ class TcpStack:
             flow.stage.on_open(flow.info, _Downstream(flow.ep), now)
         except Exception:
             self._plugin_error(flow, now)
+
+    def _internal_error(self, flow: Flow, now: float) -> None:
+        """A bug of ours met this flow: drop it (RST if we still can), never the loop.
+        Tests assert ``tcp.internal_errors`` stays zero."""
+        self.counters["tcp.internal_errors"] += 1
+        try:
+            flow.ep.abort("internal_error")
+            client, vip = flow.key[0], flow.key[2]
+            for seg in flow.ep.segments_to_send(now):
+                self._out.append((vip, client, seg.emit(vip, client)))
+        except Exception:
+            pass
+        self._remove(flow)
 
     def _plugin_error(self, flow: Flow, now: float) -> None:
         self.counters["tcp.plugin_errors"] += 1

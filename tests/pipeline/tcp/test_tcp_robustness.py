@@ -58,3 +58,4 @@ def test_random_segments_never_raise_and_tables_stay_bounded(
     d.tick(400.0)  # every timer runs out; nothing is left behind
     assert len(d.stack) == 0 and d.stack.poll_at() is None
     assert len(d.rec.closed) == len(d.rec.opened)  # on_close exactly once per opened flow
+    assert d.counters["tcp.internal_errors"] == 0

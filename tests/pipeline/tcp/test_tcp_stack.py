@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.chain import PluginEnv, StreamChain
 from pipeline.tcp import TcpConfig
 from pipeline.wire.tcp import ACK, PSH, RST, SYN, TcpRepr
@@ -167,3 +169,21 @@ def test_hard_send_buffer_bound_aborts_the_flow() -> None:
     assert out[-1].flags == RST
     assert d.counters["tcp.send_buffer_overflows"] == 1
     assert d.rec.closed == ["send_buffer_overflow"] and len(d.stack) == 0
+
+
+def test_a_bug_in_one_flow_drops_that_flow_not_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = StackDriver()
+    a = d.handshake(isn=C).seq + 1
+    b = d.send(src_port=CPORT + 1, seq=C, flags=SYN)[0].seq + 1
+    d.send(src_port=CPORT + 1, seq=C + 1, ack=b, flags=ACK)
+    flow = d.stack._flows[(d.client, CPORT, d.vip, PORT)]
+
+    def broken(seg: TcpRepr, now: float) -> None:
+        raise IndexError("bug")
+
+    monkeypatch.setattr(flow.ep, "receive_segment", broken)
+    (rst,) = d.send(seq=C + 1, ack=a, flags=ACK, payload=b"x")
+    assert rst.flags == RST and d.counters["tcp.internal_errors"] == 1
+    assert d.bus.of("tcp.flow")[-1]["reason"] == "internal_error"
+    d.send(src_port=CPORT + 1, seq=C + 1, ack=b, flags=ACK, payload=b"still fine")
+    assert d.rec.data.endswith(b"still fine") and len(d.stack) == 1
