@@ -173,6 +173,8 @@ class TlsServerConnection:
             self._fail(alert)
         except DecodeError as exc:
             self._fail(TlsAlert("decode_error", str(exc)))
+        except Exception as exc:  # a bug must not escape into the data path: internal_error
+            self._fail(TlsAlert("internal_error", f"{type(exc).__name__}: {exc}"))
         finally:
             self._flush_handshake()
 

@@ -380,3 +380,15 @@ def test_empty_record_flood(server: Server) -> None:
     for _ in range(33):
         c.send(CT_APPLICATION_DATA, b"")
     expect_alert(c, A.unexpected_message, "empty_record_flood")
+
+
+def test_internal_error_becomes_alert_not_exception() -> None:
+    server = Server(profile())
+
+    def broken_decide(*args: object, **kw: object) -> None:
+        raise RuntimeError("boom")
+
+    server.runtime.decide = broken_decide  # type: ignore[method-assign,assignment]
+    c = fresh(server)
+    c.send_hello()
+    expect_alert(c, A.internal_error, "internal_error")
