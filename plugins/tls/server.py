@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.errors import ApiError, DecodeError
@@ -257,11 +257,17 @@ class TlsServerConnection:
             self._events.append(HandshakeComplete(self._info(None)))
 
     def _refuse_renegotiation(self) -> None:
-        # RFC 5746 §4.4 / RFC 5246 §7.2.2: decline with a no_renegotiation warning.
+        # RFC 5746 §4.4 / RFC 5246 §7.2.2: decline with a no_renegotiation warning. The refused
+        # ClientHello still gets its one handshake event (outcome failed); the session goes on.
         self.renegotiation_attempts += 1
         if self.renegotiation_attempts > MAX_RENEGOTIATION_ATTEMPTS:
             raise TlsAlert("unexpected_client_hello_in_traffic", "repeated renegotiation")
         self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation, "renegotiation")
+        info = replace(
+            self._info(("renegotiation_refused", AlertDescription.no_renegotiation.name)),
+            history="ca",
+        )
+        self._events.append(HandshakeFailed(info))
 
     def _receive_alerts(self, payload: bytes) -> None:
         if len(payload) % 2:

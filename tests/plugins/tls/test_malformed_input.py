@@ -308,6 +308,10 @@ def test_renegotiation_refused_with_warning_and_connection_survives(server: Serv
     assert any(isinstance(e, HandshakeComplete) for e in drain(c.conn))
     c.send_handshake(HT.client_hello, hello().emit())
     assert c.alerts[-1] == (1, A.no_renegotiation)
+    reneg = [e for e in drain(c.conn) if isinstance(e, HandshakeFailed)]
+    assert [(e.info.reason, e.info.alert, e.info.history) for e in reneg] == [
+        ("renegotiation_refused", "no_renegotiation", "ca")
+    ]
     c.send(CT_APPLICATION_DATA, b"still here")
     assert [e.data for e in drain(c.conn) if isinstance(e, ApplicationData)] == [b"still here"]
     for _ in range(3):
