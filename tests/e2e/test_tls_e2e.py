@@ -284,3 +284,19 @@ def test_bulk_download_over_tls(tls_lab: Lab) -> None:
         timeout=60,
     )
     assert r.stdout == "2097152 2097152 ", r.stdout[:200] + r.stderr
+
+
+def test_ipv6_vip(tls_lab: Lab) -> None:
+    r = tls_lab.ns(
+        [
+            "curl",
+            "-sk",
+            "--max-time",
+            "15",
+            "https://[2001:db8::10]/",
+            "https://[2001:db8::10]:8443/",
+        ],
+        timeout=30,
+    )
+    assert r.stdout.count("tls_version: 1.2") == 2, r.stdout + r.stderr
+    assert "client: 2001:db8::1:" in r.stdout
