@@ -55,7 +55,8 @@ def facts_page(flow: FlowInfo | None) -> bytes:
         if key not in FACT_ORDER:
             lines.append(f"{key}: {_fmt(facts[key])}")
     if flow is not None:
-        lines.append(f"client: {flow.client[0]}:{flow.client[1]}")
+        host, port = flow.client
+        lines.append(f"client: [{host}]:{port}" if ":" in host else f"client: {host}:{port}")
     return ("\n".join(lines) + "\n").encode()
 
 

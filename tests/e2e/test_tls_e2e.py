@@ -299,4 +299,4 @@ def test_ipv6_vip(tls_lab: Lab) -> None:
         timeout=30,
     )
     assert r.stdout.count("tls_version: 1.2") == 2, r.stdout + r.stderr
-    assert "client: 2001:db8::1:" in r.stdout
+    assert "client: [2001:db8::1]:" in r.stdout

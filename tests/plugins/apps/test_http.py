@@ -134,3 +134,13 @@ def test_plugin_rules() -> None:
         HttpPlugin("x", PluginEnv())
     with pytest.raises(ValueError):
         HttpPlugin(None, PluginEnv()).new_stage(HttpStage())
+
+
+def test_ipv6_client_address_bracketed() -> None:
+    stage = HttpPlugin(None, PluginEnv()).new_stage(None)
+    down = Down()
+    stage.on_open(
+        FlowInfo(conn=1, client=("2001:db8::1", 5000), vip=("2001:db8::10", 443)), down, 0.0
+    )
+    stage.receive_data(GET % b"/", 0.0)
+    assert b"client: [2001:db8::1]:5000\n" in down.data
