@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from pipeline.buffer import Buffer
-from pipeline.errors import DecodeError
+from pipeline.errors import ApiError, DecodeError
 from plugins.tls.alerts import TlsAlert
 
 
@@ -285,18 +285,26 @@ class ServerHello:
     version: int = 0x0303
 
     def emit(self) -> bytes:
-        buf = Buffer()
-        buf.push_uint16(self.version)
-        buf.push_bytes(self.random)
-        buf.push_opaque(1, self.session_id)
-        buf.push_uint16(self.cipher_suite)
-        buf.push_uint8(0)
-        if self.extensions:
-            with buf.push_block(2):
-                for code, data in self.extensions:
-                    buf.push_uint16(code)
-                    buf.push_opaque(2, data)
-        return buf.data()
+        # Hot path (one per handshake): plain concatenation, no Buffer blocks.
+        if len(self.session_id) > 32:
+            raise ApiError("session_id longer than 32 bytes")
+        head = b"".join(
+            (
+                self.version.to_bytes(2, "big"),
+                self.random,
+                bytes((len(self.session_id),)),
+                self.session_id,
+                self.cipher_suite.to_bytes(2, "big"),
+                b"\x00",
+            )
+        )
+        if not self.extensions:
+            return head
+        exts = b"".join(
+            code.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+            for code, data in self.extensions
+        )
+        return head + len(exts).to_bytes(2, "big") + exts
 
     @classmethod
     def parse(cls, body: bytes) -> ServerHello:
