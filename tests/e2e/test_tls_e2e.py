@@ -300,3 +300,27 @@ def test_ipv6_vip(tls_lab: Lab) -> None:
     )
     assert r.stdout.count("tls_version: 1.2") == 2, r.stdout + r.stderr
     assert "client: [2001:db8::1]:" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("priority", "expect"),
+    [
+        ("+AES-128-CBC:+SHA1", "(AES-128-CBC)-(SHA1)"),
+        ("+AES-256-CBC:+SHA384", "(AES-256-CBC)-(SHA384)"),
+        ("+CHACHA20-POLY1305:+AEAD", "(CHACHA20-POLY1305)"),
+        ("+AES-256-GCM:+AEAD", "(AES-256-GCM)"),
+    ],
+)
+def test_gnutls_suites(tls_lab: Lab, priority: str, expect: str) -> None:
+    prio = f"NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:-MAC-ALL:{priority}"
+    r = tls_lab.ns(
+        [
+            "sh",
+            "-c",
+            f"timeout 15 gnutls-cli --insecure -p 9443 --priority '{prio}' {VIP} </dev/null",
+        ],
+        timeout=30,
+    )
+    out = r.stdout + r.stderr
+    assert "Handshake was completed" in out, out
+    assert expect in out, out
