@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.chain import PluginEnv, StreamChain
+from pipeline.chain import Downstream, FlowInfo, PluginEnv, StreamChain
 from pipeline.tcp import TcpConfig
 from pipeline.wire.tcp import ACK, PSH, RST, SYN, TcpRepr
 from plugins.apps.echo import EchoPlugin
@@ -187,3 +187,44 @@ def test_a_bug_in_one_flow_drops_that_flow_not_the_loop(monkeypatch: pytest.Monk
     assert d.bus.of("tcp.flow")[-1]["reason"] == "internal_error"
     d.send(src_port=CPORT + 1, seq=C + 1, ack=b, flags=ACK, payload=b"still fine")
     assert d.rec.data.endswith(b"still fine") and len(d.stack) == 1
+
+
+class TimerStage:
+    """Sends b"tick" one second after it opens (a stage-driven timer)."""
+
+    def __init__(self) -> None:
+        self.due: float | None = None
+        self.down: Downstream | None = None
+        self.fired = 0
+
+    def new_stage(self, next_stage: object) -> TimerStage:
+        return self
+
+    def on_open(self, flow: FlowInfo, down: Downstream, now: float) -> None:
+        self.down, self.due = down, now + 1.0
+
+    def receive_data(self, data: bytes, now: float) -> None: ...
+
+    def receive_eof(self, now: float) -> None: ...
+
+    def on_close(self, reason: str, now: float) -> None: ...
+
+    def poll_at(self) -> float | None:
+        return self.due
+
+    def handle_timer(self, now: float) -> None:
+        if self.due is not None and now >= self.due and self.down is not None:
+            self.due = None
+            self.fired += 1
+            self.down.send(b"tick")
+
+
+def test_stage_timers_are_honoured() -> None:
+    d = StackDriver(TcpConfig(idle_timeout=100.0))
+    stage = TimerStage()
+    d.stack.set_listeners({(d.vip, PORT): StreamChain([stage])})
+    s = d.handshake(isn=C).seq + 1
+    assert d.stack.poll_at() == 1.0
+    assert d.tick(0.9) == []
+    (seg,) = d.tick(0.11)
+    assert seg.payload == b"tick" and seg.seq == s and stage.fired == 1
