@@ -194,11 +194,5 @@ class Reassembler:
     def ooo_chunks(self) -> int:
         return len(self._starts)
 
-    def ooo_end(self) -> int:
-        """One past the highest out-of-order byte held (``nxt`` when none)."""
-        if not self._starts:
-            return self.nxt
-        return max(s + len(c) for s, c in zip(self._starts, self._chunks, strict=True))
-
 
 __all__ = ["Reassembler"]

@@ -48,7 +48,6 @@ class State(Enum):
 # States in which we may still send new data / in which the peer may still send data.
 SEND_OPEN = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 RECV_OPEN = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
-FIN_SENT_STATES = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 
 
 def window_scale_for(buffer: int) -> int:
