@@ -7,9 +7,12 @@ connection gets a :class:`TlsStage` wrapping the next stage: decrypted bytes go 
 ``next_stage.receive_data``; the next stage writes through an encrypting ``Downstream``. The next
 stage is opened only once the handshake completed, after the TLS facts (``tls_version``,
 ``tls_cipher``, ``tls_resumed``, ``tls_method``, ``tls_session_id``, ``tls_sni``, ``tls_alpn``)
-are in ``flow.facts``. Every ClientHello yields one ``tls.handshake`` event; every alert sent or
-received one ``tls.alert`` event. The key log file writer (``profile.keylog``) lives here, not in
-the engine.
+are in ``flow.facts``. Every ClientHello yields one ``tls.handshake`` event (a connection that
+ends or times out mid-handshake gets a failed one: ``connection_<reason>``, ``handshake_timeout``);
+every alert sent or received one ``tls.alert`` event. A handshake must complete within
+``HANDSHAKE_TIMEOUT`` seconds of the TCP open (``poll_at``/``handle_timer``). ``cpu_us`` counts the
+process CPU time (``env.cpu_clock``) spent in the engine until the handshake completed. The key log
+file writer (``profile.keylog``) lives here, not in the engine.
 """
 
 from __future__ import annotations
