@@ -108,6 +108,7 @@ class TcpStack:
         self.mtu = mtu
         self._listeners: dict[tuple[bytes, int], StreamChain] = dict(listeners)
         self._flows: dict[FlowKey, Flow] = {}
+        self._time_wait: dict[FlowKey, Flow] = {}  # oldest first: recycled when the table is full
         self._out: list[Output] = []
         self._heap: list[tuple[float, int, Flow]] = []
         self._token = 0
@@ -264,6 +265,8 @@ class TcpStack:
         state = ep.state
         if (state is State.CLOSED or state is State.TIME_WAIT) and not flow.closed:
             self._close(flow, ep.close_reason or "closed", now)
+        if state is State.TIME_WAIT and flow.key not in self._time_wait:
+            self._time_wait[flow.key] = flow
         if state is State.CLOSED:
             self._remove(flow)
             return
@@ -342,6 +345,8 @@ class TcpStack:
         if not flow.closed:
             self._close(flow, flow.ep.close_reason or "closed", self._now)
         self._flows.pop(flow.key, None)
+        if self._time_wait.get(flow.key) is flow:
+            del self._time_wait[flow.key]
 
     def _flow_fields(
         self, flow: Flow, action: str, reason: str | None, now: float
@@ -403,6 +408,9 @@ class TcpStack:
     def _syn(self, src: bytes, dst: bytes, seg: TcpRepr, chain: StreamChain, now: float) -> None:
         cfg = self.config
         rate = self._syn_rate(now)
+        if len(self._flows) >= cfg.max_flows and self._time_wait:
+            self.counters["tcp.time_wait_recycled"] += 1
+            self._remove(next(iter(self._time_wait.values())))
         if len(self._flows) >= cfg.max_flows:
             self.counters["tcp.refused_max_flows"] += 1
             self._reply_rst(src, dst, seg)

@@ -228,3 +228,19 @@ def test_stage_timers_are_honoured() -> None:
     assert d.tick(0.9) == []
     (seg,) = d.tick(0.11)
     assert seg.payload == b"tick" and seg.seq == s and stage.fired == 1
+
+
+def test_full_table_recycles_the_oldest_time_wait_flow_first() -> None:
+    d = StackDriver(TcpConfig(max_flows=2, time_wait=60.0), close_on=b"x")
+    for port in (1001, 1002):
+        sa = d.send(src_port=port, seq=C, flags=SYN)[0]
+        d.send(src_port=port, seq=C + 1, ack=sa.seq + 1, flags=ACK, payload=b"x")
+        d.send(src_port=port, seq=C + 2, ack=sa.seq + 2, flags=ACK | 0x01)
+    assert [f["state"] for f in d.stack.flows()] == ["TIME-WAIT", "TIME-WAIT"]
+    (sa,) = d.send(src_port=1003, seq=C, flags=SYN)
+    assert sa.flags == SYN | ACK and d.counters["tcp.time_wait_recycled"] == 1
+    assert sorted(f["client"] for f in d.stack.flows()) == ["192.0.2.1:1002", "192.0.2.1:1003"]
+    (sa,) = d.send(src_port=1004, seq=C, flags=SYN)
+    assert sa.flags == SYN | ACK and d.counters["tcp.time_wait_recycled"] == 2
+    (rst,) = d.send(src_port=1005, seq=C, flags=SYN)  # nothing left to recycle
+    assert rst.flags == RST | ACK and d.counters["tcp.refused_max_flows"] == 1
