@@ -247,7 +247,14 @@ class TcpStack:
             try:
                 while ep.readable and ep.send_queued < cfg.send_buffer:
                     stage.receive_data(ep.read(), now)
-                if ep.eof_received and not ep.readable and not flow.eof_delivered:
+                    if ep.state is State.CLOSED:  # the stage aborted
+                        break
+                if (
+                    ep.eof_received
+                    and not ep.readable
+                    and not flow.eof_delivered
+                    and ep.state is not State.CLOSED
+                ):
                     flow.eof_delivered = True
                     stage.receive_eof(now)
             except Exception:

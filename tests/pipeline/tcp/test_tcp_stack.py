@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.chain import Downstream, FlowInfo, PluginEnv, StreamChain
 from pipeline.tcp import TcpConfig
-from pipeline.wire.tcp import ACK, PSH, RST, SYN, TcpRepr
+from pipeline.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from plugins.apps.echo import EchoPlugin
 from tests.pipeline.tcp.tcp_harness import CPORT, PORT, StackDriver
 
@@ -244,3 +244,33 @@ def test_full_table_recycles_the_oldest_time_wait_flow_first() -> None:
     assert sa.flags == SYN | ACK and d.counters["tcp.time_wait_recycled"] == 2
     (rst,) = d.send(src_port=1005, seq=C, flags=SYN)  # nothing left to recycle
     assert rst.flags == RST | ACK and d.counters["tcp.refused_max_flows"] == 1
+
+
+class AbortingStage(TimerStage):
+    """Aborts its flow from inside receive_data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        self.calls.append("data")
+        assert self.down is not None
+        self.down.abort("policy")
+
+    def receive_eof(self, now: float) -> None:
+        self.calls.append("eof")
+
+    def on_close(self, reason: str, now: float) -> None:
+        self.calls.append(f"close:{reason}")
+
+
+def test_stage_abort_from_receive_data_sends_rst_and_nothing_more_reaches_it() -> None:
+    d = StackDriver()
+    stage = AbortingStage()
+    d.stack.set_listeners({(d.vip, PORT): StreamChain([stage])})
+    s = d.handshake(isn=C).seq + 1
+    (rst,) = d.send(seq=C + 1, ack=s, flags=ACK | FIN, payload=b"bad")
+    assert rst.flags == RST
+    assert stage.calls == ["data", "close:policy"]
+    assert d.bus.of("tcp.flow")[-1]["reason"] == "policy" and len(d.stack) == 0
