@@ -36,6 +36,17 @@ session_ticket = true
 certs = [{cert = "certs/ecdsa.pem", key = "certs/ecdsa.key"}, {cert = "certs/rsa.pem", key = "certs/rsa.key"}]
 lab_certs = true
 
+[profiles.clientssl_strict]
+cert = "certs/rsa.pem"
+key = "certs/rsa.key"
+lab_certs = true
+strict_resume = true
+
+[[virtual_servers]]
+name = "vs_https_strict"
+port = 10443
+chain = ["tls:clientssl_strict", "http"]
+
 [[virtual_servers]]
 name = "vs_https"
 port = 443
@@ -324,3 +335,18 @@ def test_gnutls_suites(tls_lab: Lab, priority: str, expect: str) -> None:
     out = r.stdout + r.stderr
     assert "Handshake was completed" in out, out
     assert expect in out, out
+
+
+@pytest.mark.parametrize(("port", "strict"), [(443, False), (10443, True)])
+def test_s_time_reuse_without_close_notify(tls_lab: Lab, port: int, strict: bool) -> None:
+    """s_time closes without close_notify: sessions still resume unless strict_resume is on."""
+    r = tls_lab.ns(
+        ["sh", "-c", f"timeout 20 openssl s_time -connect {VIP}:{port} -reuse -time 1 2>&1"],
+        timeout=40,
+    )
+    marks = "".join(line for line in r.stdout.splitlines() if set(line) <= {"*", "r"})
+    assert len(marks) > 5, r.stdout
+    if strict:
+        assert "r" not in marks, marks
+    else:
+        assert marks.count("r") >= len(marks) - 1, marks  # only the first is new
