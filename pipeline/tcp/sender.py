@@ -267,10 +267,12 @@ class TcpSender(Tcb):
         ``retransmit`` only what was already sent (fast retransmit), ``snd_nxt`` untouched."""
         data_end = self._data_end()
         unsent = data_end - nxt
-        sack = self._sack_option()  # SACK blocks ride on data too; the payload makes room
-        room = self.mss - (12 if self.ts_ok else 0) - (4 + 8 * len(sack) if sack else 0)
         # may the FIN (sequence number data_end) go out in this segment?
         fin_allowed = self.fin_queued and (not retransmit or self.snd_max > data_end)
+        if unsent < 0 or (unsent == 0 and not fin_allowed):
+            return None  # the common "nothing more to send" answer, kept cheap
+        sack = self._sack_option()  # SACK blocks ride on data too; the payload makes room
+        room = self.mss - (12 if self.ts_ok else 0) - (4 + 8 * len(sack) if sack else 0)
         if unsent > 0:
             if retransmit:
                 n = min(unsent, room, self.snd_max - nxt, limit)
