@@ -350,3 +350,19 @@ def test_s_time_reuse_without_close_notify(tls_lab: Lab, port: int, strict: bool
         assert "r" not in marks, marks
     else:
         assert marks.count("r") >= len(marks) - 1, marks  # only the first is new
+
+
+@pytest.mark.benchmark
+def test_s_time_handshakes_per_second(tls_lab: Lab) -> None:
+    """Handshakes per second through the TAP (``-m benchmark``): full vs resumed, per VS."""
+    print()
+    for port, label in ((443, "session-ID cache, RSA"), (8443, "tickets, ECDSA")):
+        for mode in ("-new", "-reuse"):
+            r = tls_lab.ns(
+                ["sh", "-c", f"openssl s_time -connect {VIP}:{port} {mode} -time 5 2>&1"],
+                timeout=60,
+            )
+            m = re.search(r"(\d+) connections in (\d+) real seconds", r.stdout)
+            assert m is not None, r.stdout
+            rate = int(m.group(1)) / int(m.group(2))
+            print(f"{label:<24}{mode:<8}{rate:8.0f} handshakes/s")
