@@ -274,3 +274,16 @@ def test_sack_recovery_retransmits_every_hole_and_only_holes() -> None:
     assert [x for x in out if x.payload] == []
     assert d.send(seq=C + 801, ack=s + 800, flags=ACK) == []
     assert d.tick(5.0) == []
+
+
+def test_out_of_order_bound_refuses_counts_and_recovers() -> None:
+    d = StackDriver(TcpConfig(ooo_max_segments=2))
+    s = establish(d, sack_permitted=True)
+    for k in (1, 3, 5):  # three holes' worth of out-of-order data, room for two
+        d.send(seq=C + 1 + 100 * k, ack=s, flags=ACK, payload=bytes([k]) * 100)
+    assert d.counters["tcp.ooo_refused_bytes"] == 100
+    (ack,) = d.send(seq=C + 1, ack=s, flags=ACK, payload=bytes([0]) * 100)
+    assert ack.ack == C + 201  # 0 and 1 delivered; 3 is held; 5 was refused
+    for k in (2, 4, 5):  # the peer retransmits what is missing
+        d.send(seq=C + 1 + 100 * k, ack=s, flags=ACK, payload=bytes([k]) * 100)
+    assert bytes(d.rec.data) == b"".join(bytes([k]) * 100 for k in range(6))
