@@ -205,3 +205,37 @@ def test_full_handshake_without_signature_algorithms_uses_sha1_default() -> None
     c.send_finished()
     info = info_of(drain(c.conn))
     assert info.outcome == "full" and not info.ems
+
+
+def test_cache_disabled_and_cache_miss_reasons() -> None:
+    server = Server(profile(cache_size=0))
+    ctx = client_context()
+    client, _, _ = handshake(server, ctx)
+    _, _, events = handshake(server, ctx, session=client.obj.session)
+    assert (info_of(events).offered, info_of(events).reason) == ("none", "nothing_offered")
+    c = RawClient(server.connect())  # a session ID the server never issued
+    c.send_hello(hello(session_id=os.urandom(32)))
+    c.send_key_exchange()
+    c.send_ccs()
+    c.send_finished()
+    info = info_of(drain(c.conn))
+    assert (info.offered, info.reason, info.session_id) == ("session_id", "cache_disabled", "")
+    cached = Server(profile())
+    c2 = RawClient(cached.connect())
+    c2.send_hello(hello(session_id=os.urandom(32)))
+    c2.send_key_exchange()
+    c2.send_ccs()
+    c2.send_finished()
+    info2 = info_of(drain(c2.conn))
+    assert (info2.reason, len(info2.session_id)) == ("cache_miss", 64)
+
+
+def test_ticket_expired_with_fake_clock() -> None:
+    server = Server(profile(session_ticket=True, session_ticket_timeout=300))
+    ctx = client_context()
+    client, _, _ = handshake(server, ctx)
+    server.clock.now += 301
+    client2, _, events = handshake(server, ctx, session=client.obj.session)
+    assert not client2.obj.session_reused
+    info = info_of(events)
+    assert (info.reason, info.tickets_issued) == ("ticket_expired", 1)
