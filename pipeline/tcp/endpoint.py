@@ -19,6 +19,7 @@ from pipeline.tcp.config import TcpConfig
 from pipeline.tcp.sender import TcpSender
 from pipeline.tcp.seq import MASK, seq_diff, unwrap, wire
 from pipeline.tcp.tcb import (
+    CHALLENGE_ACKS_PER_SECOND,
     DEFAULT_MSS,
     PAWS_REORDER_TICKS,
     RECV_OPEN,
@@ -179,10 +180,10 @@ class TcpEndpoint(TcpSender):
             if self.config.keepalive:
                 self.ka_at, self.ka_sent = now + self.config.keepalive, 0
         if flags & RST:
-            self._rx_rst(seq)
+            self._rx_rst(seq, now)
             return
         if flags & SYN:  # RFC 5961 §4: any SYN in a synchronized state gets a challenge ACK
-            self._challenge()
+            self._challenge(now)
             return
         if not flags & ACK:
             return
@@ -224,13 +225,21 @@ class TcpEndpoint(TcpSender):
         last = seq + seg_len - 1
         return nxt <= seq < nxt + wnd or nxt <= last < nxt + wnd
 
-    def _rx_rst(self, seq: int) -> None:
+    def _rx_rst(self, seq: int, now: float) -> None:
         if seq == self.rcv_nxt:
             self._finish(State.CLOSED, "rst_received")
         else:  # RFC 5961 §3.2: in window but not exact
-            self._challenge()
+            self._challenge(now)
 
-    def _challenge(self) -> None:
+    def _challenge(self, now: float) -> None:
+        """A challenge ACK (RFC 5961), at most CHALLENGE_ACKS_PER_SECOND per flow (§7)."""
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second, self._challenges = second, 0
+        if self._challenges >= CHALLENGE_ACKS_PER_SECOND:
+            self.counters["tcp.challenge_acks_suppressed"] += 1
+            return
+        self._challenges += 1
         self.counters["tcp.challenge_acks"] += 1
         self._ack_now = True
 
@@ -274,7 +283,7 @@ class TcpEndpoint(TcpSender):
             self._ack_now = True  # acknowledges something not yet sent
             return False
         if ack < self.snd_una - max(self.max_snd_wnd, 1):
-            self._challenge()  # RFC 5961 §5.2: too old
+            self._challenge(now)  # RFC 5961 §5.2: too old
             return False
         window = seg.window << self.snd_wscale
         flight = self.snd_max - self.snd_una

@@ -24,6 +24,7 @@ from pipeline.wire.tcp import RST, TcpRepr
 
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: assumed when the peer sends no MSS option
 MAX_CWND = 1 << 30
+CHALLENGE_ACKS_PER_SECOND = 10  # RFC 5961 §7: bound what a blind attacker can make us send
 # A segment whose TSval is older than TS.Recent by at most this many peer clock ticks and which
 # is a pure ACK or carries new in-window data is a reordered segment, not a wrapped old
 # duplicate: PAWS lets it through (strict PAWS turned every 2 ms of reordering after a
@@ -133,6 +134,8 @@ class Tcb:
         self._sws_blocked = False
         self._sws_override = False
         self._ack_now = False
+        self._challenges = 0
+        self._challenge_second = -1
         self._unacked_segs = 0
         self._urgent: list[TcpRepr] = []  # RSTs and keep-alive probes, sent first
         self.ws_ok = False

@@ -173,3 +173,13 @@ def test_keepalive_probes_then_gives_up() -> None:
     assert probe2.seq == s - 1
     (rst,) = d.tick(2.5)
     assert rst.flags == RST and d.rec.closed == ["timeout"]
+
+
+def test_challenge_acks_are_rate_limited() -> None:
+    d = StackDriver()
+    establish(d)
+    answered = sum(len(d.send(seq=C + 100 + i, flags=RST)) for i in range(50))
+    assert answered == 10 and d.counters["tcp.challenge_acks_suppressed"] == 40
+    d.tick(1.0)
+    assert len(d.send(seq=C + 100, flags=RST)) == 1  # a new second, a new allowance
+    assert state(d) == "ESTABLISHED"
