@@ -119,7 +119,10 @@ class Runtime:
         listeners: dict[tuple[bytes, int], StreamChain] = {}
         for i, vs in enumerate(self.config.virtual_servers):
             chain = build_chain(
-                list(vs.chain), self._plugin_env(vs), path=f"virtual_servers[{i}].chain"
+                list(vs.chain),
+                self._plugin_env(vs),
+                path=f"virtual_servers[{i}].chain",
+                name=vs.name,
             )
             for addr in vs.addresses:
                 listeners[(addr.packed, vs.port)] = chain

@@ -172,10 +172,11 @@ def parse_stage_spec(spec: str) -> tuple[str, str | None]:
 class StreamChain:
     """A virtual server's chain: plugins built once, a fresh stage stack per connection."""
 
-    def __init__(self, plugins: list[StreamPlugin]) -> None:
+    def __init__(self, plugins: list[StreamPlugin], name: str = "") -> None:
         if not plugins:
             raise ConfigError("chain", "a chain needs at least one stage", [])
         self.plugins = plugins
+        self.name = name  # the virtual server's name (reported in FlowInfo.vs)
 
     def new_connection(self) -> StreamStage:
         stage: StreamStage | None = None
@@ -190,6 +191,7 @@ def build_chain(
     env: PluginEnv,
     path: str = "chain",
     find: Callable[[str], StreamPluginFactory] = find_plugin,
+    name: str = "",
 ) -> StreamChain:
     """Build a chain from its config entries; errors name ``path[i]``."""
     plugins: list[StreamPlugin] = []
@@ -205,7 +207,7 @@ def build_chain(
             raise
         except (ValueError, KeyError) as exc:
             raise ConfigError(f"{path}[{i}]", str(exc), spec) from None
-    return StreamChain(plugins)
+    return StreamChain(plugins, name)
 
 
 __all__ = [
