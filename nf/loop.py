@@ -61,6 +61,9 @@ class Loop:
             if component is not None:
                 poller.register(component.socket, zmq.POLLIN)
                 sockets[component.socket] = component
+        backends = rt.backends
+        if backends is not None:  # forward's backend sockets, registered as they come and go
+            backends.attach(poller)
         clock = rt.clocks.monotonic
         now = clock()
         for frame in rt.host.startup_frames():
@@ -81,6 +84,8 @@ class Loop:
             for sock, component in sockets.items():
                 if sock in ready:
                     component.process(now)
+            if backends is not None and backends.conns:
+                backends.service(ready, now)
             if self._wake_r in ready:
                 try:
                     os.read(self._wake_r, 512)

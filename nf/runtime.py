@@ -50,6 +50,7 @@ class Runtime:
         self.exporter: Any = None
         self.control: Any = None
         self.subscriber: Any = None
+        self.backends: Any = None  # nf.backends.KernelConnector (forward's backend sockets)
         self.packet_chain = PacketChain()
         self.listeners: dict[tuple[bytes, int], StreamChain] = {}
         self._closers: list[Any] = []
@@ -77,8 +78,11 @@ class Runtime:
             )
             self.packet_chain.stages.append(stage)
             self._closers.append(stage)
+        from nf.backends import KernelConnector
         from pipeline.host import HostStack
         from pipeline.tcp import TcpStack
+
+        self.backends = KernelConnector(self.counters, clock=self.clocks.monotonic)
 
         self.tcp = TcpStack(
             {},
@@ -104,6 +108,8 @@ class Runtime:
         shared: dict[str, Any] = getattr(self, "_shared", {})
         if self.tls is not None:
             shared["tls"] = self.tls
+        if self.backends is not None:
+            shared["connector"] = self.backends
         self._shared = shared
         return PluginEnv(
             config=self.config,
@@ -212,9 +218,13 @@ class Runtime:
                 deadlines.append(self.clocks.monotonic() + max(0.0, w - self.clocks.wall()))
         if self.exporter is not None and (t := self.exporter.poll_at()) is not None:
             deadlines.append(t)
+        if self.backends is not None and (t := self.backends.poll_at()) is not None:
+            deadlines.append(t)
         return min(deadlines) if deadlines else None
 
     def handle_timers(self, now: float) -> None:
+        if self.backends is not None:  # first: a backend error it reports may write to a flow
+            self.backends.handle_timer(now)
         if self.host is not None:
             self.host.handle_timer(now)
         wall = self.clocks.wall()
@@ -233,7 +243,13 @@ class Runtime:
         return counters
 
     def close(self) -> None:
-        for closer in (*self._closers, self.subscriber, self.control, self.exporter):
+        for closer in (
+            *self._closers,
+            self.backends,
+            self.subscriber,
+            self.control,
+            self.exporter,
+        ):
             if closer is not None:
                 try:
                     closer.close()

@@ -51,6 +51,82 @@ class FlowInfo:
     # Facts stages publish for the stages after them (the TLS stage fills version, cipher,
     # resumed, method, session_id; the http responder reports them).
     facts: dict[str, Any] = field(default_factory=dict)
+    # Flow control over the client's TCP connection (set by the TCP stack; None elsewhere).
+    control: FlowControl | None = None
+
+
+class FlowControl(Protocol):
+    """Back-pressure on the client's TCP connection, for stages that relay to another socket.
+
+    The TCP stack sets ``FlowInfo.control``; it works under any wrapping stage (TLS), because it
+    acts on the TCP connection itself: while reading is paused the stage is fed nothing more and
+    the receive window closes as the buffer fills.
+    """
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def send_queued(self) -> int:
+        """Bytes queued toward the client and not yet acknowledged."""
+        ...
+
+    def notify_drained(self, low: int, callback: Callable[[float], None]) -> None:
+        """Call ``callback(now)`` once, when ``send_queued()`` is at most ``low``."""
+        ...
+
+
+class BackendHandler(Protocol):
+    """What a stage gets told about its backend connection (called from the runtime's loop)."""
+
+    def on_connected(self, now: float) -> None: ...
+
+    def on_data(self, data: bytes, now: float) -> None: ...
+
+    def on_eof(self, now: float) -> None:
+        """The backend will send no more (it shut down its write side)."""
+        ...
+
+    def on_drained(self, now: float) -> None:
+        """Everything sent to the backend was handed to the kernel (output buffer empty)."""
+        ...
+
+    def on_error(self, reason: str, now: float) -> None:
+        """The connection failed (``backend_refused``, ``backend_timeout``, ``backend_reset``,
+        ``backend_error``, ``backend_limit``, ``backend_buffer_overflow``); no callback follows."""
+        ...
+
+
+class BackendConn(Protocol):
+    """One backend connection; sends before ``on_connected`` are buffered."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes accepted by ``send`` and not yet handed to the kernel."""
+        ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None:
+        """Shut down our write side once buffered bytes are out (the peer sees FIN)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection now (RST); no callback follows."""
+        ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class BackendConnector(Protocol):
+    """Opens backend connections for stages; the runtime puts one in ``env.shared["connector"]``
+    (``nf.backends.KernelConnector``): plugins stay sans-IO and never touch a socket."""
+
+    def connect(
+        self, host: str, port: int, handler: BackendHandler, timeout: float
+    ) -> BackendConn: ...
 
 
 class Downstream(Protocol):
@@ -211,10 +287,14 @@ def build_chain(
 
 
 __all__ = [
+    "BackendConn",
+    "BackendConnector",
+    "BackendHandler",
     "BaseStage",
     "Direction",
     "Downstream",
     "ENTRY_POINT_GROUP",
+    "FlowControl",
     "FlowInfo",
     "PacketChain",
     "PacketStage",

@@ -40,21 +40,52 @@ def endpoint_str(addr: bytes, port: int) -> str:
 
 
 class _Downstream:
-    """A stage's way back to the client: the flow's endpoint."""
+    """A stage's way back to the client: the flow's endpoint, and its ``FlowControl``.
 
-    __slots__ = ("ep",)
+    A stage may write from outside the stack's own call (a backend socket's data, in the loop):
+    every command marks the flow for service, done by the next ``handle_timer`` (``poll_at``
+    is due at once while any flow is marked)."""
 
-    def __init__(self, ep: TcpEndpoint) -> None:
+    __slots__ = ("ep", "flow", "stack")
+
+    def __init__(self, ep: TcpEndpoint, flow: Flow | None = None, stack: TcpStack | None = None):
         self.ep = ep
+        self.flow = flow
+        self.stack = stack
+
+    def _kick(self) -> None:
+        if self.stack is not None and self.flow is not None:
+            self.stack._dirty[self.flow.conn] = self.flow
 
     def send(self, data: bytes) -> None:
         self.ep.send(data)
+        self._kick()
 
     def close(self) -> None:
         self.ep.close()
+        self._kick()
 
     def abort(self, reason: str) -> None:
         self.ep.abort(reason or "aborted")
+        self._kick()
+
+    # ---- FlowControl ---------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        if self.flow is not None:
+            self.flow.paused = True
+
+    def resume_reading(self) -> None:
+        if self.flow is not None and self.flow.paused:
+            self.flow.paused = False
+            self._kick()
+
+    def send_queued(self) -> int:
+        return self.ep.send_queued
+
+    def notify_drained(self, low: int, callback: Callable[[float], None]) -> None:
+        if self.flow is not None:
+            self.flow.drain = (low, callback)
+            self._kick()
 
 
 class Flow:
@@ -71,6 +102,8 @@ class Flow:
         "removed",
         "deadline",
         "token",
+        "paused",
+        "drain",
     )
 
     def __init__(self, key: FlowKey, ep: TcpEndpoint, chain: StreamChain, conn: int) -> None:
@@ -86,6 +119,8 @@ class Flow:
         self.removed = False
         self.deadline: float | None = None
         self.token = 0
+        self.paused = False  # FlowControl: the stage is fed nothing while set
+        self.drain: tuple[int, Callable[[float], None]] | None = None
 
 
 class TcpStack:
@@ -111,6 +146,7 @@ class TcpStack:
         self._time_wait: dict[FlowKey, Flow] = {}  # oldest first: recycled when the table is full
         self._out: list[Output] = []
         self._heap: list[tuple[float, int, Flow]] = []
+        self._dirty: dict[int, Flow] = {}  # flows a stage wrote to between our calls
         self._token = 0
         self._conn_ids = 0
         self._embryonic = 0
@@ -185,6 +221,8 @@ class TcpStack:
         return out
 
     def poll_at(self) -> float | None:
+        if self._dirty:
+            return self._now
         heap = self._heap
         while heap:
             deadline, token, flow = heap[0]
@@ -196,6 +234,14 @@ class TcpStack:
 
     def handle_timer(self, now: float) -> None:
         self._now = now
+        if self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for flow in dirty.values():
+                if not flow.removed:
+                    try:
+                        self._service(flow, now)
+                    except Exception:
+                        self._internal_error(flow, now)
         heap = self._heap
         due: list[Flow] = []
         while heap and heap[0][0] <= now:
@@ -245,7 +291,11 @@ class TcpStack:
         if stage is not None and not flow.closed and ep.state is not State.CLOSED:
             cfg = self.config
             try:
-                while ep.readable and ep.send_queued < cfg.send_buffer:
+                drain = flow.drain
+                if drain is not None and ep.send_queued <= drain[0]:
+                    flow.drain = None
+                    drain[1](now)
+                while not flow.paused and ep.readable and ep.send_queued < cfg.send_buffer:
                     stage.receive_data(ep.read(), now)
                     if ep.state is State.CLOSED:  # the stage aborted
                         break
@@ -262,6 +312,7 @@ class TcpStack:
             if ep.send_queued > cfg.send_buffer_hard:
                 self.counters["tcp.send_buffer_overflows"] += 1
                 ep.abort("send_buffer_overflow")
+        self._dirty.pop(flow.conn, None)  # serviced now
         segs = ep.segments_to_send(now)
         if segs:
             client, vip = flow.key[0], flow.key[2]
@@ -307,8 +358,10 @@ class TcpStack:
         self.counters["tcp.flows_opened"] += 1
         self.bus.emit("tcp.flow", self._flow_fields(flow, "opened", None, now))
         try:
+            down = _Downstream(flow.ep, flow, self)
+            flow.info.control = down
             flow.stage = flow.chain.new_connection()
-            flow.stage.on_open(flow.info, _Downstream(flow.ep), now)
+            flow.stage.on_open(flow.info, down, now)
         except Exception:
             self._plugin_error(flow, now)
 
