@@ -143,4 +143,27 @@ class ListBus:
         return [f for t, f in self.events if t == topic]
 
 
-__all__ = ["ENVELOPE", "REASONS", "SCHEMA", "SCHEMA_VERSION", "EventBus", "ListBus", "NullBus"]
+class TeeBus:
+    """Sends every event to ``primary`` and then to each of ``listeners`` (e.g. a capture that
+    attaches handshake verdicts to its frames). Listeners must not raise or block."""
+
+    def __init__(self, primary: EventBus, *listeners: EventBus) -> None:
+        self.primary = primary
+        self.listeners: list[EventBus] = list(listeners)
+
+    def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
+        self.primary.emit(topic, fields)
+        for listener in self.listeners:
+            listener.emit(topic, fields)
+
+
+__all__ = [
+    "ENVELOPE",
+    "REASONS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "EventBus",
+    "ListBus",
+    "NullBus",
+    "TeeBus",
+]

@@ -12,7 +12,8 @@ ends or times out mid-handshake gets a failed one: ``connection_<reason>``, ``ha
 every alert sent or received one ``tls.alert`` event. A handshake must complete within
 ``HANDSHAKE_TIMEOUT`` seconds of the TCP open (``poll_at``/``handle_timer``). ``cpu_us`` counts the
 process CPU time (``env.cpu_clock``) spent in the engine until the handshake completed. The key log
-file writer (``profile.keylog``) lives here, not in the engine.
+file writer (``profile.keylog``) lives here, not in the engine; lines also go to the runtime's
+shared key-log listener ``env.shared["keylog"]`` when there is one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from pipeline.chain import Downstream, FlowInfo, PluginEnv, StreamStage
 from plugins.tls.certs import CertResolver
-from plugins.tls.keylog import KeyLog
+from plugins.tls.keylog import KeyLog, KeyLogTee
 from plugins.tls.registry import ProfileRegistry
 from plugins.tls.resumption import ProfileRuntime
 from plugins.tls.server import (
@@ -95,12 +96,17 @@ class TlsPlugin:
         return cached[1]
 
     def keylog(self) -> KeyLog | None:
+        """The profile's key log file and/or the runtime's shared listener
+        (``env.shared["keylog"]``, e.g. a capture embedding the secrets)."""
+        shared: KeyLog | None = self.env.shared.get("keylog")
         path = self.runtime.profile.keylog
         if not path:
-            return None
+            return shared
         if path not in self._keylogs:
             self._keylogs[path] = FileKeyLog(path)
-        return self._keylogs[path]
+        if shared is None:
+            return self._keylogs[path]
+        return KeyLogTee(self._keylogs[path], shared)
 
     def new_stage(self, next_stage: StreamStage | None) -> StreamStage:
         if next_stage is None:
