@@ -246,6 +246,22 @@ class _Ops:
     def vips_list(self, args: dict[str, Any], ctx: RequestContext) -> Any:
         return list(self.view.vips())
 
+    # capture.* (the runtime's plugins.capture.manager.CaptureManager, ``view.capture``)
+    def _captures(self) -> Any:
+        captures = getattr(self.view, "capture", None)
+        if captures is None:
+            raise OpError("no_capture", "this runtime has no capture manager", "op")
+        return captures
+
+    def capture_start(self, args: dict[str, Any], ctx: RequestContext) -> Any:
+        return self._captures().start(**args)
+
+    def capture_stop(self, args: dict[str, Any], ctx: RequestContext) -> Any:
+        return self._captures().stop(args.get("path"))
+
+    def capture_status(self, args: dict[str, Any], ctx: RequestContext) -> Any:
+        return self._captures().status()
+
 
 def _require_secure(ctx: RequestContext, op: str) -> None:
     if not ctx.secure:
@@ -346,6 +362,28 @@ def build_ops(
         ),
         Op("flows.list", o.flows_list, "open TCP flows", _LIMIT),
         Op("vips.list", o.vips_list, "virtual IPs and their virtual servers"),
+        Op(
+            "capture.start",
+            o.capture_start,
+            "start writing frames to path (format=pcapng|pcap; pcapng embeds TLS secrets and "
+            "handshake verdicts)",
+            {
+                "path": (str, True),
+                "format": (str, False),
+                "max_bytes": (int, False),
+                "files": (int, False),
+                "secrets": (bool, False),
+                "comments": (bool, False),
+                "resolution": (str, False),
+            },
+        ),
+        Op(
+            "capture.stop",
+            o.capture_stop,
+            "stop one capture (path=...) or all",
+            {"path": (str, False)},
+        ),
+        Op("capture.status", o.capture_status, "running captures: files, frames, bytes, drops"),
     ]
     table.ops = {op.name: op for op in ops}
     return table
