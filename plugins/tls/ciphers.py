@@ -132,5 +132,8 @@ __all__ = [
 ]
 
 
+_GROUP_CODES = frozenset(int(g) for g in Group)
+
+
 def is_supported_group(code: int) -> bool:
-    return code in Group._value2member_map_
+    return code in _GROUP_CODES

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
@@ -71,24 +70,24 @@ class Resumption(Protocol):
     def session_closed(self, session_id: bytes, clean: bool, wall_now: float) -> None: ...
 
 
-@dataclass
 class Message:
-    kind: int  # HandshakeType, or CCS
-    body: bytes
-    raw: bytes = b""  # full handshake message (header + body) for the transcript
+    """One handshake message (or ChangeCipherSpec) as the states see it."""
+
+    __slots__ = ("body", "kind", "raw")
+
+    def __init__(self, kind: int, body: bytes, raw: bytes = b"") -> None:
+        self.kind = kind  # HandshakeType, or CCS
+        self.body = body
+        self.raw = raw  # full handshake message (header + body) for the transcript
 
 
-@dataclass
 class Handshake:
-    """Shared handshake data and the outputs states use; owned by the connection."""
+    """Shared handshake data and the outputs states use; owned by the connection.
 
-    runtime: Resumption
-    resolver: CertResolver
-    rng: Callable[[int], bytes]
-    send_message: Callable[[int, bytes], None]
-    send_ccs: Callable[[], None]
-    set_read: Callable[[Any], None]
-    keylog: Callable[[str], None]
+    A plain class with class-level defaults (one per handshake: only the per-connection fields
+    are set in ``__init__``). Secrets (``master_secret``, key block, keyed PRF) are never in a
+    repr: the class has none but ``object``'s."""
+
     wall_now: float = 0.0
     # negotiated
     client_random: bytes = b""
@@ -102,16 +101,35 @@ class Handshake:
     ems: bool = False
     etm: bool = False
     secure_renegotiation: bool = False
-    master_secret: bytes = field(default=b"", repr=False)
+    master_secret: bytes = b""
     decision: Decision | None = None
     offered: str = "none"
     tickets_issued: int = 0
     ticket_key: str | None = None
-    history: list[str] = field(default_factory=list)
     complete: bool = False
     _transcript: Any = None
-    _pending: bytearray = field(default_factory=bytearray)
-    _key_block: bytes = field(default=b"", repr=False)
+    _key_block: bytes = b""
+    _ms_key: prf.HmacKey | None = None  # keyed with master_secret
+
+    def __init__(
+        self,
+        runtime: Resumption,
+        resolver: CertResolver,
+        rng: Callable[[int], bytes],
+        send_message: Callable[[int, bytes], None],
+        send_ccs: Callable[[], None],
+        set_read: Callable[[Any], None],
+        keylog: Callable[[str], None],
+    ) -> None:
+        self.runtime = runtime
+        self.resolver = resolver
+        self.rng = rng
+        self.send_message = send_message
+        self.send_ccs = send_ccs
+        self.set_read = set_read
+        self.keylog = keylog
+        self.history: list[str] = []
+        self._pending = bytearray()
 
     # ---- transcript ----------------------------------------------------------------------
     def add(self, raw: bytes) -> None:
@@ -137,12 +155,9 @@ class Handshake:
     def derive_keys(self) -> None:
         assert self.suite is not None
         s = self.suite
+        self._ms_key = prf.HmacKey(s.prf_hash, self.master_secret)
         self._key_block = prf.key_block(
-            s.prf_hash,
-            self.master_secret,
-            self.server_random,
-            self.client_random,
-            s.key_block_len(),
+            s.prf_hash, self._ms_key, self.server_random, self.client_random, s.key_block_len()
         )
         self.keylog(client_random_line(self.client_random, self.master_secret))
 
@@ -151,8 +166,8 @@ class Handshake:
         return make_protection(self.suite, self._key_block, server_write, self.etm, self.rng)
 
     def finished(self, sender: str, handshake_hash: bytes) -> bytes:
-        assert self.suite is not None
-        return prf.verify_data(self.suite.prf_hash, self.master_secret, sender, handshake_hash)
+        assert self.suite is not None and self._ms_key is not None
+        return prf.verify_data(self.suite.prf_hash, self._ms_key, sender, handshake_hash)
 
     def session_state(self) -> SessionState:
         assert self.suite is not None
@@ -201,16 +216,22 @@ def _choose_group(hs: Handshake, client_groups: tuple[int, ...] | None) -> int |
     if client_groups is None:  # RFC 8422 §4: no extension, any curve; prefer P-256 as most common
         return Group.secp256r1 if Group.secp256r1 in ours else (ours[0] if ours else None)
     if hs.runtime.profile.server_cipher_preference:
-        return next((g for g in ours if g in client_groups), None)
-    return next((g for g in client_groups if g in ours and is_supported_group(g)), None)
+        for g in ours:
+            if g in client_groups:
+                return g
+        return None
+    for g in client_groups:
+        if g in ours and is_supported_group(g):
+            return g
+    return None
 
 
 def _suite_order(hs: Handshake, offered: tuple[int, ...]) -> list[CipherSuite]:
-    enabled = hs.runtime.profile.cipher_codes
-    if hs.runtime.profile.server_cipher_preference:
-        codes = [c for c in enabled if c in offered]
+    profile = hs.runtime.profile
+    if profile.server_cipher_preference:
+        codes = [c for c in profile.cipher_codes if c in offered]
     else:
-        enabled_set = set(enabled)
+        enabled_set = profile.cipher_code_set
         codes = [c for c in offered if c in enabled_set]
     return [SUITES_BY_CODE[c] for c in codes if c in SUITES_BY_CODE]
 

@@ -50,9 +50,16 @@ ET = ExtensionType
 MAX_HANDSHAKE_MESSAGE = 1 << 16  # bound on any message we accept from a client
 
 
+_U16 = struct.Struct("!H").pack
+_U32 = struct.Struct("!I").pack
+_FRAME_HEAD = struct.Struct("!I").pack
+
+
 def frame(msg_type: int, body: bytes) -> bytes:
     """Handshake header (type, uint24 length) + body."""
-    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+    if len(body) > 0xFFFFFF:
+        raise ApiError("handshake message longer than 2^24-1 bytes")
+    return _FRAME_HEAD((msg_type << 24) | len(body)) + body
 
 
 def is_grease(v: int) -> bool:
@@ -340,11 +347,9 @@ def ecdhe_params(group: int, public: bytes) -> bytes:
 
 
 def server_key_exchange(params: bytes, scheme: int, signature: bytes) -> bytes:
-    buf = Buffer()
-    buf.push_bytes(params)
-    buf.push_uint16(scheme)
-    buf.push_opaque(2, signature)
-    return buf.data()
+    if len(signature) > 0xFFFF:
+        raise ApiError("signature longer than 2^16-1 bytes")
+    return b"".join((params, _U16(scheme), _U16(len(signature)), signature))
 
 
 def parse_server_key_exchange(body: bytes) -> tuple[int, bytes, int, bytes]:
@@ -375,10 +380,9 @@ def client_key_exchange(point: bytes) -> bytes:
 
 
 def new_session_ticket(lifetime_hint: int, ticket: bytes) -> bytes:
-    buf = Buffer()
-    buf.push_uint32(lifetime_hint)
-    buf.push_opaque(2, ticket)
-    return buf.data()
+    if len(ticket) > 0xFFFF or not 0 <= lifetime_hint <= 0xFFFFFFFF:
+        raise ApiError("ticket or lifetime hint out of range")
+    return b"".join((_U32(lifetime_hint), _U16(len(ticket)), ticket))
 
 
 def parse_new_session_ticket(body: bytes) -> tuple[int, bytes]:

@@ -1,36 +1,89 @@
 """The TLS 1.2 PRF (RFC 5246 §5) and the secrets derived with it.
 
-``P_hash`` is HMAC-based; the HMAC key pads are computed once per secret (``hmac.new`` then
-``copy()`` per block) because a full handshake runs the PRF five times over the same master secret.
+``P_hash`` is HMAC-based (RFC 2104). :class:`HmacKey` computes the two key pads once, as hashlib
+objects already fed ``K xor ipad`` / ``K xor opad``; each HMAC is then two ``copy()``s of them.
+That is about five times cheaper than ``hmac.new`` per block (a PRF output block costs two HMACs),
+and a handshake keys the master secret once for the key block and both Finished messages.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
+from collections.abc import Callable
+from typing import Any
 
 MASTER_SECRET_LEN = 48
 VERIFY_DATA_LEN = 12
 
+_CONSTRUCTORS: dict[str, Callable[..., Any]] = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_CLIENT_FINISHED = b"client finished"
+_SERVER_FINISHED = b"server finished"
+
+
+class HmacKey:
+    """HMAC-<hash> keyed once with ``secret``: ``mac()`` and ``p_hash()`` reuse the pads."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, hash_name: str, secret: bytes) -> None:
+        new = _CONSTRUCTORS.get(hash_name) or (lambda data=b"": hashlib.new(hash_name, data))
+        inner = new()
+        block = inner.block_size
+        if len(secret) > block:
+            secret = new(secret).digest()
+        key = secret.ljust(block, b"\0")
+        inner.update(key.translate(_IPAD))
+        outer = new(key.translate(_OPAD))
+        self._inner, self._outer = inner, outer
+
+    def mac(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
+
+    def p_hash(self, seed: bytes, length: int) -> bytes:
+        """P_<hash>(secret, seed) truncated to ``length`` bytes."""
+        inner_base, outer_base = self._inner, self._outer
+        out = b""
+        a = seed
+        while len(out) < length:
+            h = inner_base.copy()
+            h.update(a)
+            o = outer_base.copy()
+            o.update(h.digest())
+            a = o.digest()  # A(i) = HMAC(secret, A(i-1))
+            h = inner_base.copy()
+            h.update(a + seed)
+            o = outer_base.copy()
+            o.update(h.digest())
+            out += o.digest()
+        return out[:length]
+
+    def prf(self, label: bytes, seed: bytes, length: int) -> bytes:
+        return self.p_hash(label + seed, length)
+
+    def __repr__(self) -> str:
+        return "HmacKey(<secret>)"
+
 
 def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
     """P_<hash>(secret, seed) truncated to ``length`` bytes."""
-    keyed = hmac.new(secret, digestmod=hash_name)  # pads computed once, copied per block
-    out = bytearray()
-    a = seed
-    while len(out) < length:
-        h = keyed.copy()
-        h.update(a)
-        a = h.digest()
-        h = keyed.copy()
-        h.update(a)
-        h.update(seed)
-        out += h.digest()
-    return bytes(out[:length])
+    return HmacKey(hash_name, secret).p_hash(seed, length)
 
 
 def prf(hash_name: str, secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
     """PRF(secret, label, seed) = P_<hash>(secret, label + seed)."""
-    return p_hash(hash_name, secret, label + seed, length)
+    return HmacKey(hash_name, secret).p_hash(label + seed, length)
 
 
 def master_secret(hash_name: str, pms: bytes, client_random: bytes, server_random: bytes) -> bytes:
@@ -43,20 +96,31 @@ def extended_master_secret(hash_name: str, pms: bytes, session_hash: bytes) -> b
 
 
 def key_block(
-    hash_name: str, master: bytes, server_random: bytes, client_random: bytes, length: int
+    hash_name: str,
+    master: bytes | HmacKey,
+    server_random: bytes,
+    client_random: bytes,
+    length: int,
 ) -> bytes:
-    return prf(hash_name, master, b"key expansion", server_random + client_random, length)
+    """``master`` may be an :class:`HmacKey` already keyed with the master secret."""
+    key = master if isinstance(master, HmacKey) else HmacKey(hash_name, master)
+    return key.p_hash(b"key expansion" + server_random + client_random, length)
 
 
-def verify_data(hash_name: str, master: bytes, sender: str, handshake_hash: bytes) -> bytes:
-    """Finished.verify_data; ``sender`` is ``"client"`` or ``"server"``."""
-    label = b"client finished" if sender == "client" else b"server finished"
-    return prf(hash_name, master, label, handshake_hash, VERIFY_DATA_LEN)
+def verify_data(
+    hash_name: str, master: bytes | HmacKey, sender: str, handshake_hash: bytes
+) -> bytes:
+    """Finished.verify_data; ``sender`` is ``"client"`` or ``"server"``; ``master`` may be an
+    :class:`HmacKey` already keyed with the master secret."""
+    label = _CLIENT_FINISHED if sender == "client" else _SERVER_FINISHED
+    key = master if isinstance(master, HmacKey) else HmacKey(hash_name, master)
+    return key.p_hash(label + handshake_hash, VERIFY_DATA_LEN)
 
 
 __all__ = [
     "MASTER_SECRET_LEN",
     "VERIFY_DATA_LEN",
+    "HmacKey",
     "extended_master_secret",
     "key_block",
     "master_secret",

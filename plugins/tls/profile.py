@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,22 @@ class TlsProfile:
         """Ticket lifetime hint and acceptance limit: ``session_ticket_timeout`` or ``cache_timeout``."""
         return self.session_ticket_timeout or self.cache_timeout
 
-    @property
+    # Derived once per profile object (a live change makes a new one): handshakes read these.
+    @cached_property
     def cipher_codes(self) -> tuple[int, ...]:
         return tuple(CIPHER_SUITES[c] for c in self.ciphers)
 
-    @property
+    @cached_property
+    def cipher_code_set(self) -> frozenset[int]:
+        return frozenset(self.cipher_codes)
+
+    @cached_property
     def group_codes(self) -> tuple[int, ...]:
         return tuple(GROUPS[g] for g in self.groups)
+
+    @cached_property
+    def version_codes(self) -> frozenset[int]:
+        return frozenset(VERSIONS[v] for v in self.versions)
 
 
 #: Keys a live change may touch (``name`` is fixed; ``lab_certs`` only matters at load time).

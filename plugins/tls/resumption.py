@@ -41,7 +41,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, DecodeError
 from pipeline.events import EventBus, NullBus
-from plugins.tls.profile import CIPHER_NAMES, VERSIONS, TlsProfile, apply_changes, describe
+from plugins.tls.profile import CIPHER_NAMES, TlsProfile, apply_changes, describe
 from plugins.tls.session import SessionState
 from plugins.tls.store import ExplainsMisses, MemorySessionStore, SessionStore
 from plugins.tls.tickets import TicketKeyRing, load_key_file
@@ -211,15 +211,14 @@ class ProfileRuntime:
 
     def _mismatch(self, state: SessionState, offer: HelloOffer) -> str | None:
         p = self.profile
-        if state.version != offer.client_version or state.version not in (
-            VERSIONS[v] for v in p.versions
-        ):
+        if state.version != offer.client_version or state.version not in p.version_codes:
             return "version_mismatch"
-        if state.cipher_suite not in offer.cipher_suites or state.cipher_suite not in (
-            p.cipher_codes
+        if (
+            state.cipher_suite not in offer.cipher_suites
+            or state.cipher_suite not in p.cipher_code_set
         ):
             return "cipher_mismatch"
-        if _norm(state.sni) != _norm(offer.sni):
+        if state.sni != offer.sni and _norm(state.sni) != _norm(offer.sni):
             return "sni_mismatch"
         if state.ems != offer.ems:  # RFC 7627 §5.3, both directions
             return "ems_mismatch"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
 
@@ -86,3 +87,27 @@ def test_verify_data_is_12_bytes_and_sender_bound() -> None:
     server = prf.verify_data("sha256", ms, "server", h)
     assert len(client) == len(server) == 12 and client != server
     assert client == prf.prf("sha256", ms, b"client finished", h, 12)
+
+
+@pytest.mark.parametrize("hash_name", ["sha1", "sha256", "sha384", "sha512", "sha224"])
+@pytest.mark.parametrize("key_len", [0, 1, 48, 64, 65, 128, 129, 200])
+def test_hmac_key_matches_stdlib_hmac(hash_name: str, key_len: int) -> None:
+    # The precomputed-pad HMAC against Python's hmac (RFC 2104), keys around the block sizes
+    # (64 for SHA-1/224/256, 128 for SHA-384/512; longer keys are hashed first).
+    key = bytes((7 * i + key_len) & 0xFF for i in range(key_len))
+    keyed = prf.HmacKey(hash_name, key)
+    for msg in (b"", b"abc", bytes(range(256)) * 3):
+        assert keyed.mac(msg) == hmac.digest(key, msg, hash_name)
+    assert keyed.mac(b"abc") == keyed.mac(b"abc")  # the pads are not consumed by use
+
+
+def test_keyed_master_secret_gives_the_same_key_block_and_finished() -> None:
+    ms, h = bytes(range(48)), hashlib.sha384(b"t").digest()
+    keyed = prf.HmacKey("sha384", ms)
+    assert prf.key_block("sha384", keyed, b"s" * 32, b"c" * 32, 88) == prf.key_block(
+        "sha384", ms, b"s" * 32, b"c" * 32, 88
+    )
+    assert prf.verify_data("sha384", keyed, "server", h) == prf.prf(
+        "sha384", ms, b"server finished", h, 12
+    )
+    assert "HmacKey(<secret>)" == repr(keyed)
