@@ -27,8 +27,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check nf pipeline plugins tests
 	$(VENV)/bin/mypy nf pipeline plugins
 
+# nginx (Debian package, with the stream module) is the reference server; installed when root.
+BENCH_ARGS ?=
 bench: venv tools
-	$(VENV)/bin/nf bench
+	@if [ "$$(id -u)" = 0 ] && ! { command -v nginx >/dev/null && test -e /usr/lib/nginx/modules/ngx_stream_module.so; }; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx libnginx-mod-stream; \
+	fi
+	$(VENV)/bin/nf bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -144,6 +144,7 @@ def serve(tap: str, netns: str | None, ip: str, peers: list[str], seconds: float
 
     responder = FloorResponder(MAC, ipaddress.IPv4Address(ip).packed)
     port = TapPort(tap, netns=netns, peer_address=peers).open()
+    print(f"floor: ready on {tap}", flush=True)
     answered = 0
     deadline = time.monotonic() + seconds
     try:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "nf.commands.keys",
     "nf.commands.schema",
     "nf.commands.push",
+    "nf.commands.bench",
 ]
 
 

@@ -1,0 +1,154 @@
+"""``nf bench handshake``: TLS 1.2 handshakes from ``openssl s_time`` inside the lab namespace,
+through the TAP to tapnf and over the veth to nginx, with the server's CPU per connection.
+
+Cases (client cipher picks the certificate; both servers hold the same ECDSA and RSA chains):
+
+* ``full_ecdsa``  ``-new``, ECDHE-ECDSA-AES128-GCM-SHA256, port 443 (tickets off)
+* ``full_rsa``    ``-new``, ECDHE-RSA-AES128-GCM-SHA256, port 443
+* ``resumed_id``  ``-reuse``, ECDSA, port 443: resumption by session ID (tickets off on the server)
+* ``resumed_ticket`` ``-reuse``, ECDSA, port 8443: resumption by ticket (tickets on)
+
+Per round and case tapnf and nginx run back to back (the order alternates between rounds); the
+server CPU is the growth of utime+stime of ``nf run`` and of nginx's master+worker over the run,
+divided by the connections s_time completed. A resumption case whose client reports fewer than
+95 % reused connections is an error, not a figure. The ``stalled_subscriber`` case repeats
+``full_ecdsa`` on tapnf with a ZeroMQ subscriber attached to the event endpoint that never reads,
+against tapnf without one (the ratio should stay near 1).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from nf.bench.figures import Report
+from nf.bench.lab import REF_B, VIP, BenchLab, LabError
+from nf.bench.nginx import Nginx
+from nf.bench.procs import tree_cpu_seconds
+
+ECDSA = "ECDHE-ECDSA-AES128-GCM-SHA256"
+RSA = "ECDHE-RSA-AES128-GCM-SHA256"
+# case -> (s_time mode, cipher, port, target for tapnf/nginx CPU per connection)
+CASES: dict[str, tuple[str, str, int, float | None]] = {
+    "full_ecdsa": ("-new", ECDSA, 443, 1.0),
+    "full_rsa": ("-new", RSA, 443, None),
+    "resumed_id": ("-reuse", ECDSA, 443, 2.0),
+    "resumed_ticket": ("-reuse", ECDSA, 8443, 2.0),
+}
+MIN_REUSED = 0.95
+_PROGRESS = set("r*0123456789")  # one mark per connection
+_COUNT = re.compile(r"^(\d+) connections in ([\d.]+)s;", re.M)
+
+
+@dataclass(frozen=True)
+class STimeRun:
+    connections: int
+    reused: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def per_second(self) -> float:
+        return self.connections / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s / self.connections * 1e6 if self.connections else float("inf")
+
+
+def parse_s_time(stdout: str) -> tuple[int, int]:
+    """(connections, reused) from ``openssl s_time`` output ('r' marks a reused connection)."""
+    m = _COUNT.search(stdout)
+    if m is None:
+        raise LabError(f"unexpected s_time output: {stdout[-300:]!r}")
+    reused = sum(
+        line.count("r")
+        for line in stdout[: m.start()].splitlines()
+        if line and set(line) <= _PROGRESS
+    )
+    return int(m.group(1)), reused
+
+
+def s_time(
+    lab: BenchLab, host: str, port: int, mode: str, cipher: str, seconds: int, cpu: Any
+) -> STimeRun:
+    """One s_time run; ``cpu()`` returns the serving processes' CPU seconds."""
+    argv = ["openssl", "s_time", "-connect", f"{host}:{port}", "-tls1_2", "-cipher", cipher]
+    c0, t0 = cpu(), time.monotonic()
+    r = lab.ns([*argv, mode, "-time", str(seconds)], timeout=seconds * 4 + 30)
+    wall, c1 = time.monotonic() - t0, cpu()
+    if r.returncode != 0:
+        raise LabError(f"s_time {host}:{port} {mode} failed: {r.stderr.strip()[-300:]}")
+    conns, reused = parse_s_time(r.stdout)
+    if mode == "-reuse" and conns and reused < MIN_REUSED * conns:
+        raise LabError(f"s_time {host}:{port}: only {reused}/{conns} connections resumed")
+    return STimeRun(conns, reused, wall, c1 - c0)
+
+
+class StalledSubscriber:
+    """A SUB socket on the NF's event endpoint that never reads (its queue fills and stays full)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 10)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+        time.sleep(0.2)  # let the connection settle; from here on nothing is ever read
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+def run(lab: BenchLab, nginx: Nginx | None, report: Report, rounds: int, seconds: int) -> None:
+    pid = lab.nf_pid()
+
+    def nf_cpu() -> float:
+        return tree_cpu_seconds(pid)
+
+    rows = {}
+    for case, (_, _, _, target) in CASES.items():
+        if nginx is not None:
+            rows[case] = (
+                report.row(
+                    "handshake", case, "CPU µs/conn", "nginx", better="lower", target=target
+                ),
+                report.row("handshake", case, "conn/s", "nginx"),
+            )
+    stalled = report.row(
+        "handshake",
+        "full_ecdsa+stalled_sub",
+        "CPU µs/conn",
+        "no sub",
+        better="lower",
+        note="tapnf with a subscriber that never reads vs without",
+    )
+    for rnd in range(rounds):
+        for case, (mode, cipher, port, _) in CASES.items():
+            if nginx is None:
+                continue
+            sides = [("nf", VIP, nf_cpu), ("nginx", REF_B, nginx.cpu_seconds)]
+            if rnd % 2:
+                sides.reverse()
+            got = {
+                name: s_time(lab, host, port, mode, cipher, seconds, cpu)
+                for name, host, cpu in sides
+            }
+            cpu_row, rate_row = rows[case]
+            cpu_row.add(got["nf"].cpu_us, got["nginx"].cpu_us)
+            rate_row.add(got["nf"].per_second, got["nginx"].per_second)
+        plain = s_time(lab, VIP, 443, "-new", ECDSA, seconds, nf_cpu)
+        sub = StalledSubscriber(lab.events)
+        try:
+            with_sub = s_time(lab, VIP, 443, "-new", ECDSA, seconds, nf_cpu)
+        finally:
+            sub.close()
+        stalled.add(with_sub.cpu_us, plain.cpu_us)
+
+
+__all__ = ["CASES", "STimeRun", "StalledSubscriber", "parse_s_time", "run", "s_time"]

@@ -1,0 +1,87 @@
+"""``nf bench icmp``: ``ping -f`` round trips per second through tapnf's host stack, against a
+minimal struct-based responder on the same kind of TAP (``benchmarks/icmp_floor.py serve``, in a
+namespace of its own with the same addresses) and against a kernel address in the lab namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from nf.bench.figures import Report
+from nf.bench.lab import PEER, ROOT, VIP, BenchLab, LabError, stop_process, wait_for_line
+
+FLOOR_SCRIPT = ROOT / "benchmarks" / "icmp_floor.py"
+_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
+
+
+def parse_ping(stdout: str) -> tuple[int, int, float]:
+    """(transmitted, received, seconds) from ``ping -q`` output."""
+    m = _SUMMARY.search(stdout)
+    if m is None:
+        raise LabError(f"unexpected ping output: {stdout[-300:]!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)) / 1000.0
+
+
+def flood(netns: str, address: str, count: int) -> float:
+    """Round trips per second of one ``ping -f -c count`` (bounded by a deadline)."""
+    deadline = max(5, count // 500)
+    r = subprocess.run(
+        ["ip", "netns", "exec", netns, "ping", "-f", "-q", "-c", str(count), "-w", str(deadline)]
+        + [address],
+        capture_output=True,
+        text=True,
+        timeout=deadline + 30,
+        stdin=subprocess.DEVNULL,
+    )
+    sent, received, secs = parse_ping(r.stdout)
+    if received < 0.9 * count:
+        raise LabError(f"ping -f {address}: {received}/{sent} answered")
+    return received / secs if secs else 0.0
+
+
+class Floor:
+    """The minimal responder on a TAP in namespace ``nfbf-<tag>``."""
+
+    def __init__(self, lab: BenchLab) -> None:
+        self.netns = f"nfbf-{lab.tag}"
+        self.tap = f"nfbf{lab.tag}"
+        self.log = lab.workdir / "floor.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Floor:
+        argv = [sys.executable, str(FLOOR_SCRIPT), "serve", "--tap", self.tap]
+        argv += ["--netns", self.netns, "--ip", VIP, "--peer", f"{PEER}/24", "--seconds", "1800"]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        if not wait_for_line(self.log, "floor: ready", self.proc, 20.0):
+            self.stop()
+            raise LabError(f"icmp floor did not start: {self.log.read_text(errors='replace')}")
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        if os.path.exists(f"/var/run/netns/{self.netns}"):
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)
+
+
+def run(lab: BenchLab, report: Report, rounds: int, count: int) -> None:
+    floor_row = report.row("icmp", "ping -f", "rtt/s", "struct floor", target=0.75)
+    kernel_row = report.row("icmp", "ping -f", "rtt/s", "kernel addr")
+    floor = Floor(lab).start()
+    try:
+        flood(lab.netns, VIP, min(count, 200))  # ARP resolved, caches warm
+        flood(floor.netns, VIP, min(count, 200))
+        for _ in range(rounds):
+            ours = flood(lab.netns, VIP, count)
+            floor_row.add(ours, flood(floor.netns, VIP, count))
+            kernel_row.add(ours, flood(lab.netns, PEER, count))
+    finally:
+        floor.stop()
+
+
+__all__ = ["Floor", "flood", "parse_ping", "run"]

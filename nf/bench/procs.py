@@ -1,0 +1,78 @@
+"""Process accounting from /proc: CPU seconds (utime + stime) of a server and its children.
+
+The server CPU per connection that ``nf bench handshake`` reports is the growth of these
+counters across a client run divided by the connections the client completed. Resolution is one
+clock tick (usually 10 ms), so runs last at least a second.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+MAX_DESCENDANTS = 64
+
+
+def parse_stat(text: str) -> tuple[int, int]:
+    """(utime, stime) in clock ticks from the text of /proc/<pid>/stat.
+
+    The command name (field 2) is in parentheses and may hold spaces or ')', so fields are
+    counted from the last ')'.
+    """
+    rest = text[text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return int(rest[11]), int(rest[12])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all its threads), [] when it is gone."""
+    out: list[int] = []
+    task = Path(f"/proc/{pid}/task")
+    try:
+        tids = [t.name for t in task.iterdir()]
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            out += [int(c) for c in (task / tid / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and its descendants (bounded), parents first."""
+    seen = [pid]
+    i = 0
+    while i < len(seen) and len(seen) < MAX_DESCENDANTS:
+        seen += [c for c in children(seen[i]) if c not in seen]
+        i += 1
+    return seen[:MAX_DESCENDANTS]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Sum of utime + stime of ``pids`` in seconds; a vanished process counts 0."""
+    ticks = 0
+    for pid in pids:
+        try:
+            u, s = parse_stat(Path(f"/proc/{pid}/stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+        ticks += u + s
+    return ticks / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (nginx: master + worker)."""
+    return cpu_seconds(descendants(pid))
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process in bytes (from /proc/<pid>/statm)."""
+    fields = Path(f"/proc/{pid}/statm").read_text().split()
+    return int(fields[1]) * PAGE
+
+
+__all__ = ["cpu_seconds", "descendants", "parse_stat", "rss_bytes", "tree_cpu_seconds"]

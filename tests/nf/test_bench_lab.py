@@ -1,0 +1,44 @@
+"""``nf bench`` against a real lab (root): the icmp sub-benchmark end to end in a few seconds,
+and the full run, which is a benchmark (``pytest -m benchmark``), not part of ``make test``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nf.bench.lab import can_run_labs
+from nf.cli import main
+
+needs_lab = pytest.mark.skipif(can_run_labs() is not None, reason=str(can_run_labs()))
+
+
+def _namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.startswith("nfb")}
+
+
+@needs_lab
+@pytest.mark.e2e
+def test_icmp_quick_through_the_tap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _namespaces()
+    out = tmp_path / "icmp.json"
+    assert main(["bench", "icmp", "--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["reference"] for r in rows} == {"struct floor", "kernel addr"}
+    for row in rows:
+        assert row["rounds"] == 3 and all(v > 0 for v in row["ours"] + row["ref"])
+    assert _namespaces() == before  # lab and floor namespaces removed
+
+
+@needs_lab
+@pytest.mark.benchmark
+@pytest.mark.timeout(1800)
+def test_full_bench(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert all(r["rounds"] >= 3 for r in data["rows"])
+    print(json.dumps(data["rows"], indent=1))
