@@ -239,6 +239,9 @@ class ControlServer:
     def process(self, now: float, max_requests: int = 64) -> int:
         """Serve up to ``max_requests`` queued requests; returns how many were handled."""
         handled = 0
+        if self._auth is not None:  # CURVE refusals counted by the ZAP thread
+            for key, value in self._auth.snapshot().items():
+                self.counters[key] = value
         for _ in range(max_requests):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
@@ -255,9 +258,6 @@ class ControlServer:
                 continue
             reply = self.handle_body(body, now)
             self._send(route, reply)
-        if self._auth is not None:
-            for key, value in self._auth.counters.items():
-                self.counters[key] = value
         return handled
 
     def handle_body(self, body: list[bytes], now: float) -> dict[str, Any]:

@@ -113,6 +113,11 @@ class CurveAuth:
         self._auth.start()
         self._users = 0
 
+    def snapshot(self) -> dict[str, int]:
+        """The counters, copied under the ZAP thread's lock (safe from the loop thread)."""
+        with self._auth._lock:
+            return dict(self.counters)
+
     @classmethod
     def for_context(cls, context: zmq.Context[Any]) -> CurveAuth:
         auth = cls._by_context.get(id(context))

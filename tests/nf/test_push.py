@@ -12,6 +12,8 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nf.control import ControlConfig
 from nf.curve import CurveConfig, generate
@@ -254,3 +256,36 @@ def test_push_frames_roundtrip() -> None:
         "keys": ["a"],
         "profile": "p",
     }
+
+
+_FUZZ: dict[str, FleetSubscriber] = {}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.one_of(
+        st.binary(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["v", "version", "kind", "profile", "profiles", "keys", "x"]),
+            st.one_of(
+                st.integers(-3, 3),
+                st.text(max_size=5),
+                st.none(),
+                st.lists(st.text(max_size=4), max_size=2),
+            ),
+        ).map(msgpack.packb),
+    )
+)
+def test_random_push_payloads_are_rejected_or_applied_never_raise(
+    ctx: zmq.Context[Any], payload: bytes
+) -> None:
+    sub = _FUZZ.get("s")
+    if sub is None or sub.socket.closed:
+        sub = _FUZZ["s"] = _sub(ctx, "inproc://fuzz-push", FakeView(FakeRegistry()))
+    sub.version = None
+    try:
+        sub.apply_frames([TOPIC, payload], 0.0)
+    except PushError as exc:
+        assert str(exc)
