@@ -266,7 +266,7 @@ TABLE_FIELDS: dict[str, tuple[str, ...]] = {
 ENVELOPE_FIELDS = ("v", "ts", "seq", "instance", "gen")
 
 
-def _short(value: Any, width: int = 24) -> str:
+def _short(value: Any, width: int = 48) -> str:
     if isinstance(value, bytes):
         value = value.hex()
     if isinstance(value, float):
