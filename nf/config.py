@@ -48,8 +48,13 @@ class VirtualServer:
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    pcap: str | None = None
-    max_bytes: int = 256 * 1024 * 1024
+    pcap: str | None = None  # classic pcap file
+    max_bytes: int = 256 * 1024 * 1024  # per file
+    pcapng: str | None = None  # pcapng file: TLS secrets (DSB) and verdict comments embedded
+    files: int = 1  # pcapng ring: 1 = stop when full, N = keep N files of max_bytes
+    secrets: bool = True  # embed the TLS key log (Decryption Secrets Block)
+    comments: bool = True  # handshake verdicts as comments on the ServerHello frames
+    resolution: str = "us"  # pcapng timestamps: us or ns
 
 
 @dataclass(frozen=True)
@@ -204,13 +209,31 @@ def _virtual_servers(
     return tuple(out)
 
 
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, "must be true or false", value)
+    return value
+
+
 def _capture(t: Mapping[str, Any], path: str = "capture") -> CaptureConfig:
-    _check_keys(t, {"pcap", "max_bytes"}, path)
-    pcap = t.get("pcap")
-    return CaptureConfig(
+    keys = {"pcap", "pcapng", "max_bytes", "files", "secrets", "comments", "resolution"}
+    _check_keys(t, keys, path)
+    pcap, pcapng = t.get("pcap"), t.get("pcapng")
+    resolution = _str(t.get("resolution", "us"), f"{path}.resolution")
+    if resolution not in ("us", "ns"):
+        raise ConfigError(f"{path}.resolution", "must be us or ns", resolution)
+    cfg = CaptureConfig(
         pcap=None if pcap is None else _str(pcap, f"{path}.pcap"),
         max_bytes=_int(t.get("max_bytes", 256 * 1024 * 1024), f"{path}.max_bytes", 4096, 1 << 40),
+        pcapng=None if pcapng is None else _str(pcapng, f"{path}.pcapng"),
+        files=_int(t.get("files", 1), f"{path}.files", 1, 1000),
+        secrets=_bool(t.get("secrets", True), f"{path}.secrets"),
+        comments=_bool(t.get("comments", True), f"{path}.comments"),
+        resolution=resolution,
     )
+    if cfg.pcap is not None and cfg.pcap == cfg.pcapng:
+        raise ConfigError(f"{path}.pcapng", "must differ from capture.pcap", cfg.pcapng)
+    return cfg
 
 
 def _tcp(t: Mapping[str, Any]) -> Any:

@@ -68,16 +68,7 @@ class Runtime:
             self.tls = ProfileRegistry.from_config(
                 cfg, bus=self.bus, rng=self.rng, wall_clock=self.clocks.wall
             )
-        if cfg.capture.pcap:
-            from plugins.capture.pcap import PcapCaptureStage
-
-            stage = PcapCaptureStage(
-                cfg.capture.pcap,
-                max_bytes=cfg.capture.max_bytes,
-                ts_offset=self.clocks.wall() - self.clocks.monotonic(),
-            )
-            self.packet_chain.stages.append(stage)
-            self._closers.append(stage)
+        self._build_capture()
         from nf.backends import KernelConnector
         from pipeline.host import HostStack
         from pipeline.tcp import TcpStack
@@ -103,6 +94,35 @@ class Runtime:
         )
         self.tcp.set_listeners(self._build_listeners())
         return self
+
+    def _build_capture(self) -> None:
+        """Captures (config and live ``capture.*`` ops) go through one manager: it joins the
+        packet chain while a capture runs, sees every event (``TeeBus``: verdicts for comments)
+        and every TLS key log line (``env.shared["keylog"]``: secrets for the pcapng DSB)."""
+        from pipeline.events import TeeBus
+        from plugins.capture.manager import CaptureManager
+
+        cap = self.config.capture
+        self.capture = CaptureManager(
+            self.packet_chain,
+            counters=self.counters,
+            wall_clock=self.clocks.wall,
+            monotonic=self.clocks.monotonic,
+        )
+        self.bus = TeeBus(self.bus, self.capture)
+        self._shared = {"keylog": self.capture}
+        self._closers.append(self.capture)
+        if cap.pcap:
+            self.capture.start(cap.pcap, format="pcap", max_bytes=cap.max_bytes)
+        if cap.pcapng:
+            self.capture.start(
+                cap.pcapng,
+                max_bytes=cap.max_bytes,
+                files=cap.files,
+                secrets=cap.secrets,
+                comments=cap.comments,
+                resolution=cap.resolution,
+            )
 
     def _plugin_env(self, vs: Any) -> PluginEnv:
         shared: dict[str, Any] = getattr(self, "_shared", {})
