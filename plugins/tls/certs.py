@@ -26,22 +26,28 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-# Schemes each key type can make, in the order the server prefers among those the client accepts.
-_RSA_SCHEMES = (
-    SS.rsa_pss_rsae_sha256,
-    SS.rsa_pss_rsae_sha384,
-    SS.rsa_pss_rsae_sha512,
-    SS.rsa_pkcs1_sha256,
-    SS.rsa_pkcs1_sha384,
-    SS.rsa_pkcs1_sha512,
+# Schemes each key type can make, in the order the server prefers among those the client accepts
+# (plain ints: this is read per handshake, and IntEnum members hash/compare through Python code).
+_RSA_SCHEMES: tuple[int, ...] = tuple(
+    int(s)
+    for s in (
+        SS.rsa_pss_rsae_sha256,
+        SS.rsa_pss_rsae_sha384,
+        SS.rsa_pss_rsae_sha512,
+        SS.rsa_pkcs1_sha256,
+        SS.rsa_pkcs1_sha384,
+        SS.rsa_pkcs1_sha512,
+    )
 )
-_ECDSA_SCHEMES = (
-    SS.ecdsa_secp256r1_sha256,
-    SS.ecdsa_secp384r1_sha384,
-    SS.ecdsa_secp521r1_sha512,
+_ECDSA_SCHEMES: tuple[int, ...] = tuple(
+    int(s)
+    for s in (SS.ecdsa_secp256r1_sha256, SS.ecdsa_secp384r1_sha384, SS.ecdsa_secp521r1_sha512)
 )
 # SHA-1 signatures only for a client that sent no signature_algorithms (RFC 5246 §7.4.1.4.1).
-_SHA1_SCHEMES = {"RSA": (SS.rsa_pkcs1_sha1,), "ECDSA": (SS.ecdsa_sha1,)}
+_SHA1_SCHEMES: dict[str, tuple[int, ...]] = {
+    "RSA": (int(SS.rsa_pkcs1_sha1),),
+    "ECDSA": (int(SS.ecdsa_sha1),),
+}
 _CURVES = {"secp256r1": Group.secp256r1, "secp384r1": Group.secp384r1}
 
 
@@ -103,6 +109,9 @@ class CertResolver:
 
     def __init__(self, entries: Iterable[CertEntry]) -> None:
         self.entries = tuple(entries)
+        self._by_auth: dict[str, tuple[CertEntry, ...]] = {
+            auth: tuple(e for e in self.entries if e.auth == auth) for auth in ("RSA", "ECDSA")
+        }
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Any]) -> CertResolver:
@@ -118,36 +127,43 @@ class CertResolver:
         sha1_only: bool = False,
     ) -> tuple[CertEntry, int] | None:
         """``sha1_only``: the client sent no signature_algorithms (RFC 5246 default)."""
-        typed = [e for e in self.entries if e.auth == auth]
-        if sni is not None:
-            typed.sort(key=lambda e: not e.matches(sni))  # stable: SNI matches first
+        typed = self._by_auth.get(auth, ())
+        if sni is not None and len(typed) > 1:
+            typed = tuple(sorted(typed, key=lambda e: not e.matches(sni)))  # stable: SNI first
+        ours: tuple[int, ...]
+        if sha1_only:
+            ours = _SHA1_SCHEMES[auth]
+        else:
+            ours = _RSA_SCHEMES if auth == "RSA" else _ECDSA_SCHEMES
         for entry in typed:
             if entry.curve is not None and client_groups is not None:
                 if entry.curve not in client_groups:
                     continue
-            offered = set(client_schemes)
-            ours: tuple[SignatureScheme, ...]
-            if sha1_only:
-                ours = _SHA1_SCHEMES[auth]
-            else:
-                ours = _RSA_SCHEMES if auth == "RSA" else _ECDSA_SCHEMES
             for scheme in ours:
-                if scheme in offered:
-                    return entry, int(scheme)
+                if scheme in client_schemes:
+                    return entry, scheme
         return None
 
 
-def sign(entry: CertEntry, scheme: int, data: bytes) -> bytes:
+def _sign_args(scheme: int) -> tuple[Any, ...]:
+    """The (stateless, reusable) arguments ``key.sign(data, *args)`` takes for ``scheme``."""
     kind, pad, hash_name = SCHEME_INFO[scheme]
     h = _HASHES[hash_name]()
     if kind == "ECDSA":
-        sig: bytes = entry.key.sign(data, ec.ECDSA(h))
-        return sig
+        return (ec.ECDSA(h),)
     if pad == "pss":
-        return bytes(
-            entry.key.sign(data, padding.PSS(padding.MGF1(h), h.digest_size), h)  # RFC 8446 §4.2.3
-        )
-    return bytes(entry.key.sign(data, padding.PKCS1v15(), h))
+        return (
+            padding.PSS(padding.MGF1(h), h.digest_size),
+            h,
+        )  # salt = hash length, RFC 8446 §4.2.3
+    return (padding.PKCS1v15(), h)
+
+
+_SIGN_ARGS: dict[int, tuple[Any, ...]] = {scheme: _sign_args(scheme) for scheme in SCHEME_INFO}
+
+
+def sign(entry: CertEntry, scheme: int, data: bytes) -> bytes:
+    return bytes(entry.key.sign(data, *_SIGN_ARGS[scheme]))
 
 
 __all__ = ["CertEntry", "CertResolver", "prepare", "sign"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+_FIXED_IV_LEN = {"gcm": 4, "chacha": 12, "cbc": 0}
+
 
 @dataclass(frozen=True)
 class CipherSuite:
@@ -28,7 +30,7 @@ class CipherSuite:
 
     @property
     def fixed_iv_len(self) -> int:
-        return {"gcm": 4, "chacha": 12, "cbc": 0}[self.bulk]
+        return _FIXED_IV_LEN[self.bulk]
 
     def key_block_len(self) -> int:
         return 2 * (self.mac_len + self.key_len + self.fixed_iv_len)
@@ -72,6 +74,7 @@ class Group(IntEnum):
 
 
 GROUPS_BY_NAME: dict[str, Group] = {g.name: g for g in Group}
+GROUP_NAMES: dict[int, str] = {int(g): g.name for g in Group}
 DEFAULT_GROUPS: tuple[str, ...] = ("x25519", "secp256r1", "secp384r1")
 
 
@@ -118,6 +121,7 @@ __all__ = [
     "DEFAULT_CLIENT_SCHEMES",
     "DEFAULT_GROUPS",
     "GROUPS_BY_NAME",
+    "GROUP_NAMES",
     "SCHEME_INFO",
     "SUITES",
     "SUITES_BY_CODE",

@@ -10,7 +10,6 @@ ChangeCipherSpec, switch keys). The full and abbreviated flights follow RFC 5246
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
@@ -139,7 +138,7 @@ class Handshake:
             self._transcript.update(raw)
 
     def start_transcript(self, suite: CipherSuite) -> None:
-        self._transcript = hashlib.new(suite.prf_hash, bytes(self._pending))
+        self._transcript = prf.new_hash(suite.prf_hash, bytes(self._pending))
         self._pending.clear()
 
     def transcript_hash(self) -> bytes:
@@ -246,6 +245,32 @@ def _choose_alpn(hs: Handshake, client: tuple[str, ...] | None) -> str | None:
     raise TlsAlert("no_application_protocol", f"client offered {list(client)}")
 
 
+def _server_hello_extensions(
+    reneg: bool, ems: bool, etm: bool, point_formats: bool, ticket: bool, alpn: str | None
+) -> bytes:
+    exts: list[tuple[int, bytes]] = []
+    if reneg:
+        exts.append((ET.renegotiation_info, b"\x00"))
+    if ems:
+        exts.append((ET.extended_master_secret, b""))
+    if etm:
+        exts.append((ET.encrypt_then_mac, b""))
+    if point_formats:
+        exts.append((ET.ec_point_formats, b"\x01\x00"))
+    if ticket:
+        exts.append((ET.session_ticket, b""))
+    if alpn is not None:
+        proto = alpn.encode("latin-1")
+        exts.append((ET.alpn, (len(proto) + 1).to_bytes(2, "big") + bytes([len(proto)]) + proto))
+    return m.extensions_block(tuple(exts))
+
+
+# Encoded ServerHello extension blocks by what they say (a few dozen combinations in practice;
+# ALPN names come from profiles, not clients). Bounded: past the bound, blocks are not cached.
+_SH_EXTENSIONS: dict[tuple[bool, bool, bool, bool, bool, str | None], bytes] = {}
+_SH_EXTENSIONS_MAX = 256
+
+
 class ExpectClientHello(State):
     NAME = "expect_client_hello"
     ACCEPTS = frozenset({HT.client_hello})
@@ -284,24 +309,22 @@ class ExpectClientHello(State):
         self, hs: Handshake, ext: m.HelloExtensions, send_ticket_ext: bool, point_formats: bool
     ) -> None:
         assert hs.suite is not None
-        exts: list[tuple[int, bytes]] = []
-        if hs.secure_renegotiation:
-            exts.append((ET.renegotiation_info, b"\x00"))
-        if hs.ems:
-            exts.append((ET.extended_master_secret, b""))
-        if hs.etm:
-            exts.append((ET.encrypt_then_mac, b""))
-        if point_formats and ext.point_formats is not None:
-            exts.append((ET.ec_point_formats, b"\x01\x00"))
-        if send_ticket_ext:
-            exts.append((ET.session_ticket, b""))
-        if hs.alpn is not None:
-            proto = hs.alpn.encode("latin-1")
-            exts.append(
-                (ET.alpn, (len(proto) + 1).to_bytes(2, "big") + bytes([len(proto)]) + proto)
-            )
-        hello = m.ServerHello(hs.server_random, hs.session_id, hs.suite.code, tuple(exts))
-        hs.send(HT.server_hello, hello.emit())
+        key = (
+            hs.secure_renegotiation,
+            hs.ems,
+            hs.etm,
+            point_formats and ext.point_formats is not None,
+            send_ticket_ext,
+            hs.alpn,
+        )
+        block = _SH_EXTENSIONS.get(key)
+        if block is None:
+            block = _server_hello_extensions(*key)
+            if len(_SH_EXTENSIONS) < _SH_EXTENSIONS_MAX:
+                _SH_EXTENSIONS[key] = block
+        hs.send(
+            HT.server_hello, m.server_hello(hs.server_random, hs.session_id, hs.suite.code, block)
+        )
         hs.history.append("s")
 
     def _resume(
@@ -369,7 +392,7 @@ class ExpectClientHello(State):
 def _ecdhe_keypair(group: int, rng: Callable[[int], bytes]) -> tuple[Any, bytes]:
     if group == Group.x25519:
         priv = x25519.X25519PrivateKey.from_private_bytes(rng(32))
-        return priv, priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return priv, priv.public_key().public_bytes_raw()
     order = _ORDERS[group]
     scalar = int.from_bytes(rng(64), "big") % (order - 1) + 1
     key = ec.derive_private_key(scalar, _CURVES[group])

@@ -333,6 +333,36 @@ class ServerHello:
         return cls(random, session_id, suite, tuple(exts), version)
 
 
+def extensions_block(extensions: tuple[tuple[int, bytes], ...]) -> bytes:
+    """The uint16-length-prefixed extensions block of a hello (``b""`` when there are none)."""
+    if not extensions:
+        return b""
+    exts = b"".join(_U16(code) + _U16(len(data)) + data for code, data in extensions)
+    if len(exts) > 0xFFFF:
+        raise ApiError("extensions block longer than 2^16-1 bytes")
+    return _U16(len(exts)) + exts
+
+
+def server_hello(random: bytes, session_id: bytes, cipher_suite: int, ext_block: bytes) -> bytes:
+    """ServerHello body (TLS 1.2, null compression) with an already encoded extensions block:
+    the same bytes as ``ServerHello(...).emit()``, for the per-handshake path."""
+    if len(session_id) > 32 or len(random) != 32:
+        raise ApiError("ServerHello random must be 32 bytes, session_id at most 32")
+    return (
+        b"".join(
+            (
+                b"\x03\x03",
+                random,
+                bytes((len(session_id),)),
+                session_id,
+                _U16(cipher_suite),
+                b"\x00",
+            )
+        )
+        + ext_block
+    )
+
+
 def certificate(chain_der: list[bytes] | tuple[bytes, ...]) -> bytes:
     buf = Buffer()
     with buf.push_block(3):
@@ -408,6 +438,7 @@ __all__ = [
     "ServerHello",
     "certificate",
     "client_key_exchange",
+    "extensions_block",
     "ecdhe_params",
     "frame",
     "is_grease",
@@ -417,5 +448,6 @@ __all__ = [
     "parse_finished",
     "parse_new_session_ticket",
     "parse_server_key_exchange",
+    "server_hello",
     "server_key_exchange",
 ]

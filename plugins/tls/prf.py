@@ -27,6 +27,12 @@ _CLIENT_FINISHED = b"client finished"
 _SERVER_FINISHED = b"server finished"
 
 
+def new_hash(hash_name: str, data: bytes = b"") -> Any:
+    """A hashlib object for ``hash_name`` (direct constructor: no by-name lookup per call)."""
+    new = _CONSTRUCTORS.get(hash_name)
+    return new(data) if new is not None else hashlib.new(hash_name, data)
+
+
 class HmacKey:
     """HMAC-<hash> keyed once with ``secret``: ``mac()`` and ``p_hash()`` reuse the pads."""
 
@@ -124,6 +130,7 @@ __all__ = [
     "extended_master_secret",
     "key_block",
     "master_secret",
+    "new_hash",
     "p_hash",
     "prf",
     "verify_data",

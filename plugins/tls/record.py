@@ -265,6 +265,12 @@ class RecordLayer:
 
     # ---- output --------------------------------------------------------------------------
     def write(self, ctype: int, data: bytes | bytearray | memoryview) -> None:
+        if len(data) <= MAX_PLAINTEXT:  # one record (every handshake flight): no slicing
+            fragment = self._write.seal(self._write_seq, ctype, bytes(data))
+            self._write_seq += 1
+            self.records_out += 1
+            self._out += _HDR.pack(ctype, TLS12, len(fragment)) + fragment
+            return
         view = memoryview(data)
         for off in range(0, max(len(view), 1), MAX_PLAINTEXT):  # empty data: one empty record
             chunk = bytes(view[off : off + MAX_PLAINTEXT])

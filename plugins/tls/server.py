@@ -18,7 +18,7 @@ from pipeline.errors import ApiError, DecodeError
 from plugins.tls import messages as m
 from plugins.tls.alerts import AlertDescription, AlertLevel, TlsAlert, alert_name
 from plugins.tls.certs import CertResolver
-from plugins.tls.ciphers import Group
+from plugins.tls.ciphers import GROUP_NAMES
 from plugins.tls.handshake import (
     CCS,
     ExpectClientHello,
@@ -354,7 +354,7 @@ class TlsServerConnection:
             method=d.method if (d is not None and resumed) else None,
             version="1.2" if suite is not None else None,
             cipher=suite.name if suite is not None else None,
-            group=Group(hs.group).name if hs.group is not None and not resumed else None,
+            group=GROUP_NAMES.get(hs.group) if hs.group is not None and not resumed else None,
             sni=hs.sni,
             alpn=hs.alpn,
             session_id=hs.session_id.hex(),

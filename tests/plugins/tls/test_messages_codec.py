@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import DecodeError
+from pipeline.errors import ApiError, DecodeError
 from plugins.tls import messages as m
 from plugins.tls.alerts import TlsAlert
 
@@ -133,6 +133,42 @@ def test_server_hello_and_small_messages_round_trip() -> None:
     with pytest.raises(DecodeError):
         m.parse_finished(b"x" * 11)
     assert m.frame(20, b"abc") == b"\x14\x00\x00\x03abc"
+
+
+@pytest.mark.parametrize(
+    "exts",
+    [
+        (),
+        ((ET.renegotiation_info, b"\x00"), (ET.extended_master_secret, b"")),
+        (
+            (ET.ec_point_formats, b"\x01\x00"),
+            (ET.session_ticket, b""),
+            (ET.alpn, b"\x00\x03\x02h2"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("sid", [b"", b"\x07" * 32])
+def test_server_hello_fast_emit_matches_the_codec(
+    exts: tuple[tuple[int, bytes], ...], sid: bytes
+) -> None:
+    # The handshake builds ServerHello from a cached extensions block; same bytes as the codec.
+    sh = m.ServerHello(bytes(range(32)), sid, 0xC02B, exts)
+    fast = m.server_hello(sh.random, sid, 0xC02B, m.extensions_block(exts))
+    assert fast == sh.emit()
+    assert m.ServerHello.parse(fast) == sh
+    with pytest.raises(ApiError):
+        m.server_hello(bytes(32), b"x" * 33, 0xC02B, b"")
+
+
+def test_small_message_bounds_are_api_errors() -> None:
+    with pytest.raises(ApiError):
+        m.new_session_ticket(1, bytes(0x10000))
+    with pytest.raises(ApiError):
+        m.new_session_ticket(-1, b"t")
+    with pytest.raises(ApiError):
+        m.server_key_exchange(b"p", 0x0403, bytes(0x10000))
+    with pytest.raises(ApiError):
+        m.frame(1, bytes(1 << 24))
 
 
 def _parse_all(data: bytes) -> None:
