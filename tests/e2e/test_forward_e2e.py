@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return digests
 
 
-@pytest.fixture(scope="module")
-def http_backend(site: dict[str, str]) -> Iterator[int]:
-    """``python -m http.server`` on 127.0.0.1 (root namespace); yields its port."""
-    port = free_port()
+@contextmanager
+def http_server(root: str, host: str) -> Iterator[int]:
+    """``python -m http.server`` on ``host`` (root namespace); yields its port."""
+    port = free_port(host)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "-d", site["root"], str(port)],
+        [sys.executable, "-m", "http.server", "--bind", host, "-d", root, str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -55,7 +56,7 @@ def http_backend(site: dict[str, str]) -> Iterator[int]:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((host, port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.05)
@@ -65,6 +66,18 @@ def http_backend(site: dict[str, str]) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def http_backend(site: dict[str, str]) -> Iterator[int]:
+    with http_server(site["root"], "127.0.0.1") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def http_backend6(site: dict[str, str]) -> Iterator[int]:
+    with http_server(site["root"], "::1") as port:
+        yield port
 
 
 class SlowSink:
@@ -106,15 +119,15 @@ class SlowSink:
         self.thread.join(timeout=5)
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
 
 
-def config(backend: int, dead: int, sink: int) -> str:
+def config(backend: int, dead: int, sink: int, backend6: int) -> str:
     return f"""
 [profiles.clientssl]
 cert = "certs/rsa.pem"
@@ -145,6 +158,12 @@ port = 9443
 chain = ["tls:clientssl", "forward"]
 backend = "127.0.0.1:{sink}"
 buffer = 65536
+
+[[virtual_servers]]
+name = "vs_offload6"
+port = 10443
+chain = ["tls:clientssl", "forward"]
+backend = "[::1]:{backend6}"
 """
 
 
@@ -157,10 +176,11 @@ def sink() -> Iterator[SlowSink]:
 
 @pytest.fixture(scope="module")
 def offload_lab(
-    tmp_path_factory: pytest.TempPathFactory, http_backend: int, sink: SlowSink
+    tmp_path_factory: pytest.TempPathFactory, http_backend: int, http_backend6: int, sink: SlowSink
 ) -> Iterator[Lab]:
     workdir = tmp_path_factory.mktemp("forward")
-    with lab_nf(workdir, config(http_backend, free_port(), sink.port), control=True) as lab:
+    cfg = config(http_backend, free_port(), sink.port, http_backend6)
+    with lab_nf(workdir, cfg, control=True) as lab:
         yield lab
 
 
@@ -178,6 +198,11 @@ def test_https_download_through_the_offload_matches_the_backend(
     digest, r = fetch(offload_lab, f"https://{VIP}/{name}")
     assert r.returncode == 0, r.stderr
     assert digest == site[name]
+
+
+def test_ipv6_client_to_ipv6_backend(offload_lab: Lab, site: dict[str, str]) -> None:
+    digest, r = fetch(offload_lab, "https://[2001:db8::10]:10443/small.bin")
+    assert r.returncode == 0 and digest == site["small.bin"], r.stderr
 
 
 def test_plain_tcp_forward(offload_lab: Lab, site: dict[str, str]) -> None:
