@@ -201,7 +201,7 @@ class Demo:
             "interface.netns": self.netns,
             "control.endpoint": self.control,
             "control.events": self.events,
-            "capture.pcap": str(out / "capture.pcap"),
+            "capture.pcapng": str(out / "capture.pcapng"),
             "profiles.clientssl.keylog": str(out / "keylog.txt"),
             "profiles.clientssl_tickets.keylog": str(out / "keylog.txt"),
         }
@@ -212,7 +212,7 @@ class Demo:
 
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        for name in ("capture.pcap", "keylog.txt", "events.msgpack"):
+        for name in ("capture.pcap", "capture.pcapng", "keylog.txt", "events.msgpack"):
             (self.out / name).unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "nf", "run", "-c", str(LAB_CONFIG), *self.overrides()]
         self.proc = subprocess.Popen(

@@ -46,7 +46,27 @@ def test_demo_quick(tmp_path: Path) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     hs = [ev for topic, ev in records if topic == "tls.handshake"]
     assert len(hs) == 7 + 3 * 20 + 2
-    assert (out / "capture.pcap").stat().st_size > 10_000
+    # The capture opens decrypted in tshark with no key file: secrets and verdicts are inside.
+    capture = out / "capture.pcapng"
+    assert capture.stat().st_size > 10_000
+
+    def tshark(*args: str) -> list[str]:
+        r = subprocess.run(
+            ["tshark", "-r", str(capture), "-o", "tls.keylog_file:", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+
+    # Finished messages are encrypted: tshark shows them only with the embedded secrets.
+    finished = tshark("-Y", "tls.handshake.type == 20", "-T", "fields", "-e", "frame.number")
+    assert len(finished) >= 2 * len(hs) - 4
+    notes = tshark("-Y", "frame.comment", "-T", "fields", "-e", "frame.comment")
+    assert any(n.startswith("abbreviated handshake: resumed by ticket, key ") for n in notes)
+    assert any(n.startswith("abbreviated handshake: resumed by session ID") for n in notes)
+    assert any(n.startswith("full handshake: reason ticket_unknown_key") for n in notes)
     assert "CLIENT_RANDOM" in (out / "keylog.txt").read_text()
     r = subprocess.run(
         [sys.executable, "-m", "nf", "report", str(out / "events.msgpack")],
