@@ -275,6 +275,12 @@ class KernelConnector:
                 conn.handler.on_data(data, now)
                 if len(data) < CHUNK:
                     break
+        if events & zmq.POLLERR and conn.state is OPEN:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:  # e.g. reset while reading is paused: never poll an error forever
+                self._finish(conn, rst=True)
+                self._report(conn, _reason(err), now)
+                return
         if conn.state is OPEN and conn.write_shut and conn.eof_received:
             self._finish(conn, rst=False)  # both directions done
 

@@ -4,6 +4,7 @@ driven the way the loop drives it: a ``zmq.Poller``, ``service(ready)``, ``poll_
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -190,3 +191,15 @@ def test_abort_sends_rst_and_reports_nothing(connector: Any, listener: socket.so
         c.service(dict(poller.poll(10)), time.monotonic())
     assert h.kinds() == ["connected"] and not c.conns
     peer.close()
+
+
+def test_peer_reset_is_reported_as_backend_reset(connector: Any, listener: socket.socket) -> None:
+    c, poller = connector
+    h = Handler()
+    c.connect("127.0.0.1", listener.getsockname()[1], h, 2.0)
+    peer, _ = listener.accept()
+    drive(c, poller, lambda: "connected" in h.kinds())
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # RST
+    drive(c, poller, lambda: h.kinds()[-1] == "error")
+    assert h.log[-1] == ("error", "backend_reset") and not c.conns
