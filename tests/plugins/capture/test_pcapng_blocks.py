@@ -125,6 +125,14 @@ def test_random_bytes_parse_or_raise_decode_error(data: bytes) -> None:
             pass
 
 
+def test_long_comment_cut_on_a_character_boundary() -> None:
+    from plugins.capture.pcapng_blocks import MAX_COMMENT, idb_block
+
+    data = shb_block() + idb_block() + epb_block(1, b"x", comment="é" * MAX_COMMENT)
+    [p] = read_pcapng(data).packets
+    assert p.comments == ("é" * (MAX_COMMENT // 2),)
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.binary(min_size=1, max_size=200), st.text(max_size=40))
 def test_any_frame_and_comment_round_trip(frame: bytes, comment: str) -> None:
