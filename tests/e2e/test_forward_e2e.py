@@ -3,8 +3,8 @@
 
 Bodies of 1 KB and 10 MB arrive with the backend's SHA-256; a slow client (``--limit-rate``) and
 a slow backend (an upload to a backend that reads slowly) exercise back-pressure both ways; a
-backend that refuses resets the client with ``backend_refused`` in the ``tcp.flow`` event while
-the NF keeps serving."""
+backend that refuses (or never answers) resets the client with ``backend_refused``
+(``backend_timeout``) in the ``tcp.flow`` event while the NF keeps serving."""
 
 from __future__ import annotations
 
@@ -127,7 +127,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     return port
 
 
-def config(backend: int, dead: int, sink: int, backend6: int) -> str:
+@pytest.fixture(scope="module")
+def black_hole() -> Iterator[int]:
+    """A listener whose accept queue is full: the kernel drops further SYNs (connect times out)."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    yield port
+    for s in (*fillers, full):
+        s.close()
+
+
+def config(backend: int, dead: int, sink: int, backend6: int, hole: int) -> str:
     return f"""
 [profiles.clientssl]
 cert = "certs/rsa.pem"
@@ -164,6 +182,13 @@ name = "vs_offload6"
 port = 10443
 chain = ["tls:clientssl", "forward"]
 backend = "[::1]:{backend6}"
+
+[[virtual_servers]]
+name = "vs_black_hole"
+port = 11443
+chain = ["tls:clientssl", "forward"]
+backend = "127.0.0.1:{hole}"
+connect_timeout = 1
 """
 
 
@@ -176,10 +201,14 @@ def sink() -> Iterator[SlowSink]:
 
 @pytest.fixture(scope="module")
 def offload_lab(
-    tmp_path_factory: pytest.TempPathFactory, http_backend: int, http_backend6: int, sink: SlowSink
+    tmp_path_factory: pytest.TempPathFactory,
+    http_backend: int,
+    http_backend6: int,
+    sink: SlowSink,
+    black_hole: int,
 ) -> Iterator[Lab]:
     workdir = tmp_path_factory.mktemp("forward")
-    cfg = config(http_backend, free_port(), sink.port, http_backend6)
+    cfg = config(http_backend, free_port(), sink.port, http_backend6, black_hole)
     with lab_nf(workdir, cfg, control=True) as lab:
         yield lab
 
@@ -269,6 +298,12 @@ def test_backend_down_resets_the_client_and_the_nf_keeps_serving(
                 break
         assert closed, "no tcp.flow event reached the collector"
         assert closed[-1]["reason"] == "backend_refused", closed
+        # a backend that never answers: the connect timeout (1 s) resets the client
+        t0 = time.monotonic()
+        _, r = fetch(offload_lab, f"https://{VIP}:11443/small.bin")
+        assert r.returncode in (55, 56) and 0.9 < time.monotonic() - t0 < 10, r.stderr
+        closed = [e for e in read_events(fd, 2.0) if e.get("action") == "closed"]
+        assert [e["reason"] for e in closed] == ["backend_timeout"], closed
     finally:
         proc.terminate()
         proc.wait(timeout=10)
