@@ -126,6 +126,24 @@ class CaptureManager:
     def close(self) -> None:
         self.stop()
 
+    # ---- timers ---------------------------------------------------------------------------
+    def poll_at(self) -> float | None:
+        """Earliest monotonic deadline of the captures (late verdicts, idle flush)."""
+        times = [
+            t
+            for stage in self.captures.values()
+            if isinstance(stage, PcapngCaptureStage) and (t := stage.poll_at()) is not None
+        ]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        for key, stage in list(self.captures.items()):
+            if isinstance(stage, PcapngCaptureStage):
+                try:
+                    stage.handle_timer(now)
+                except Exception:  # noqa: BLE001
+                    self._broken(key)
+
     # ---- the taps ---------------------------------------------------------------------------
     def on_frame(self, frame: bytes | memoryview, direction: Direction, now: float) -> bool:
         for key, stage in list(self.captures.items()):

@@ -306,6 +306,23 @@ class PcapngCaptureStage:
         self._pending.clear()
         self._drain()
 
+    # ---- timers (so an idle NF still gives up late verdicts and flushes) --------------------
+    def poll_at(self) -> float | None:
+        """Monotonic time when held frames must be given up or written frames flushed."""
+        if self._writer is None:
+            return None
+        times = []
+        if self._queue:
+            times.append(self._queue[0].held_at + self.hold_timeout)
+        if self._unflushed and self._last_flush is not None:
+            times.append(self._last_flush + self.flush_interval)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._writer is not None:
+            self._expire(now)
+            self._maybe_flush(now)
+
     # ---- writing --------------------------------------------------------------------------
     def _write_secrets(self) -> None:
         """Pending key log lines as one DSB, when they fit in the file (else at the next frame,

@@ -92,6 +92,19 @@ def test_manager_refuses_duplicates_unwritable_paths_and_too_many(tmp_path: Path
     assert m.status() == {"captures": []}
 
 
+def test_manager_timers_cover_its_pcapng_captures(tmp_path: Path) -> None:
+    m, chain = manager()
+    m.start(str(tmp_path / "b.pcap"), format="pcap")
+    assert m.poll_at() is None
+    m.start(str(tmp_path / "a.pcapng"))
+    chain.run(ARP_REQ, "in", 100.0)
+    assert m.poll_at() == 101.0
+    m.handle_timer(101.0)
+    assert m.poll_at() is None
+    assert len(read_pcapng(tmp_path / "a.pcapng").packets) == 1  # flushed by the timer
+    m.close()
+
+
 def test_a_broken_capture_is_stopped_and_counted_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

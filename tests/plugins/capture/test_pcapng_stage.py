@@ -166,6 +166,25 @@ def test_missing_verdict_given_up_after_hold_timeout(tmp_path: Path) -> None:
     assert stage.stats["capture.verdicts_unmatched"] == 1
 
 
+def test_timer_gives_up_a_late_verdict_and_flushes_when_idle(tmp_path: Path) -> None:
+    path = tmp_path / "c.pcapng"
+    stage = PcapngCaptureStage(path, hold_timeout=2.0, flush_interval=1.0)
+    assert stage.poll_at() is None
+    stage.on_frame(seg(b"x", seq=1), "out", 10.0)
+    assert stage.poll_at() == 11.0  # flush the written frame within flush_interval
+    stage.on_frame(seg(HELLO), "out", 10.5)
+    stage.handle_timer(11.0)
+    assert len(read_pcapng(path).packets) == 1  # flushed; the ServerHello is still held
+    assert stage.poll_at() == 12.5
+    stage.handle_timer(12.4)
+    assert stage.held == 1
+    stage.handle_timer(12.5)
+    assert stage.held == 0 and stage.stats["capture.verdicts_missed"] == 1
+    # written and, a flush interval after the last flush, flushed at once
+    assert len(read_pcapng(path).packets) == 2 and stage.poll_at() is None
+    stage.close()
+
+
 def test_hold_queue_bound_releases_oldest(tmp_path: Path) -> None:
     path = tmp_path / "c.pcapng"
     stage = PcapngCaptureStage(path, max_hold_frames=3)
