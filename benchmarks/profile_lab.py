@@ -5,7 +5,8 @@
 WORKLOAD is one of ``full`` (s_time -new, ECDSA), ``resumed_id`` (s_time -reuse, port 443),
 ``resumed_ticket`` (s_time -reuse, port 8443), ``icmp`` (ping -f), ``echo`` (bulk echo, port 7),
 ``tls_echo`` (bulk over TLS, port 4433). py-spy samples the NF process (``--nonblocking``) while
-the client runs; the collapsed stacks are written to OUT/WORKLOAD.txt and the top functions by
+the client runs, counting only samples that hold the GIL (Python CPU work: waits in poll and
+the kernel's work inside ``os.write`` to the TAP release it; see utime/stime for those); the collapsed stacks are written to OUT/WORKLOAD.txt and the top functions by
 self time and by inclusive time are printed (percent of samples). The lab is removed on exit.
 """
 
@@ -86,7 +87,7 @@ def main() -> int:
         lab.add_veth()
         workload(lab, args.workload, 1)  # warm-up (ARP, caches, first session)
         spy = subprocess.Popen(
-            [args.py_spy, "record", "--nonblocking", "-r", "200", "-f", "raw"]
+            [args.py_spy, "record", "--nonblocking", "--gil", "-r", "200", "-f", "raw"]
             + ["-d", str(args.seconds), "-o", str(raw), "-p", str(lab.nf_pid())],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
