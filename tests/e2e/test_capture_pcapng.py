@@ -59,6 +59,7 @@ class Captured:
     live_started: dict[str, Any]
     live_status: dict[str, Any]
     curl: str
+    curl6: str
     clients: list[str]
 
 
@@ -99,11 +100,16 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
             s_client(lab, 8443, "-sess_out", str(tick), path="/full-ticket"),
             s_client(lab, 8443, "-sess_in", str(tick), path="/resumed-ticket"),
         ]
+        r = lab.ns(
+            ["curl", "-sk", "--tls-max", "1.2", "--max-time", "10", "https://[2001:db8::10]/v6"],
+            timeout=30,
+        )
+        curl6 = r.stdout + r.stderr
         status = ctl(lab, "capture.status")
         stopped = ctl(lab, "capture.stop")["stopped"]
         assert {s["path"] for s in stopped} == {str(config_file), str(live_file)}
         assert ctl(lab, "capture.status") == {"captures": []}
-        yield Captured(config_file, live_file, started, status, curl, clients)
+        yield Captured(config_file, live_file, started, status, curl, curl6, clients)
 
 
 def tshark(path: Path, *args: str) -> list[list[str]]:
@@ -119,6 +125,7 @@ def tshark(path: Path, *args: str) -> list[list[str]]:
 
 def test_clients_saw_what_the_capture_should_show(captured: Captured) -> None:
     assert "tls_resumed: false" in captured.curl, captured.curl
+    assert "tls_resumed: false" in captured.curl6, captured.curl6
     full_id, resumed_id, full_ticket, resumed_ticket = captured.clients
     assert "New, TLSv1.2" in full_id and "Reused, TLSv1.2" in resumed_id
     assert "New, TLSv1.2" in full_ticket and "Reused, TLSv1.2" in resumed_ticket
@@ -133,8 +140,8 @@ def test_tshark_decrypts_http_with_no_key_file(captured: Captured, which: str) -
     )
     uris = [r[0] for r in rows if r[0]]
     codes = [r[1] for r in rows if len(r) > 1 and r[1]]
-    assert uris == ["/curl", "/full-id", "/resumed-id", "/full-ticket", "/resumed-ticket"]
-    assert codes == ["200"] * 5
+    assert uris == ["/curl", "/full-id", "/resumed-id", "/full-ticket", "/resumed-ticket", "/v6"]
+    assert codes == ["200"] * 6
     # without the embedded secrets nothing decrypts: the DSBs are what tshark used
     bare = path.with_name(f"bare-{path.name}")
     subprocess.run(["editcap", "--discard-all-secrets", str(path), str(bare)], check=True)
@@ -142,14 +149,14 @@ def test_tshark_decrypts_http_with_no_key_file(captured: Captured, which: str) -
     cap = read_pcapng(path)
     assert len(cap.secrets) >= 1
     lines = b"".join(data for _, data in cap.secrets).decode().splitlines()
-    assert len(lines) == 5 and all(ln.startswith("CLIENT_RANDOM ") for ln in lines)
+    assert len(lines) == 6 and all(ln.startswith("CLIENT_RANDOM ") for ln in lines)
 
 
 def test_session_ids_and_tickets_where_the_seed_article_shows_them(captured: Captured) -> None:
     hellos = tshark(
         captured.config_file,
         "-Y",
-        "tls.handshake.type == 2",
+        "tls.handshake.type == 2 && ip",
         "-T",
         "fields",
         "-e",
@@ -207,12 +214,13 @@ def test_server_hellos_carry_the_verdicts(captured: Captured) -> None:
     )
     assert all(r[0].split(",")[0] == "2" for r in rows)  # only ServerHello frames
     notes = [r[1] for r in rows]
-    assert len(notes) == 5
+    assert len(notes) == 6
     assert notes[0].startswith("full handshake: reason nothing_offered, offered none")
     assert notes[1].startswith("full handshake: reason nothing_offered, offered none")
     assert notes[2].startswith("abbreviated handshake: resumed by session ID, session ID ")
     assert notes[3].startswith("full handshake: reason nothing_offered, offered none, new ticket")
     assert notes[4].startswith("abbreviated handshake: resumed by ticket, key ")
+    assert notes[5].startswith("full handshake: reason nothing_offered")  # over IPv6
 
 
 def test_live_capture_status(captured: Captured) -> None:
@@ -220,6 +228,6 @@ def test_live_capture_status(captured: Captured) -> None:
     assert captured.live_started["active"] and captured.live_started["format"] == "pcapng"
     by_path = {c["path"]: c for c in captured.live_status["captures"]}
     live = by_path[str(captured.live_file)]
-    assert live["counters"]["capture.frames"] > 20 and live["counters"]["capture.secrets"] == 5
+    assert live["counters"]["capture.frames"] > 20 and live["counters"]["capture.secrets"] == 6
     assert live["counters"].get("capture.verdicts_missed", 0) == 0
     assert read_pcapng(captured.live_file).interfaces == [(1, 9)]
