@@ -12,8 +12,9 @@ original order with the verdict as the ServerHello frame's comment. Key log line
 DSB ahead of the next frame written; every TLS 1.2 secret is logged before the handshake's verdict,
 so the DSB precedes the held CCS/Finished frames it decrypts. Size limits: ``max_bytes`` per file;
 ``files = 1`` stops when full (``capture.dropped``), ``files > 1`` rotates (``capture.pcapng``
-current, ``capture.1.pcapng`` newest old one ... ``capture.<files-1>.pcapng``), each new file
-starting with a DSB of the recent secrets. Never drops a frame from the data path; a write error
+current, ``capture.1.pcapng`` newest old one ... ``capture.<files-1>.pcapng``); Wireshark needs a
+connection's hellos to use its secret, so a connection decrypts in the file holding its handshake
+(its secret goes there too, or into the next file when the file rotates). Never drops a frame from the data path; a write error
 stops the capture (``capture.errors``) instead of raising.
 """
 
@@ -42,7 +43,7 @@ from plugins.capture.pcapng_blocks import (
 )
 
 MAX_SECRET_LINE = 512
-MAX_SECRETS = 4096  # recent key log lines kept for the DSB at the start of a rotated file
+MAX_SECRETS = 4096  # key log lines waiting for the next frame written
 HOLD_TIMEOUT = 5.0
 MAX_HOLD_FRAMES = 4096
 MAX_HOLD_BYTES = 8 << 20
@@ -181,7 +182,6 @@ class PcapngCaptureStage:
             collections.OrderedDict()
         )
         self._new_secrets: list[str] = []
-        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._unflushed = 0
         self._last_flush: float | None = None
         self._now = 0.0
@@ -255,9 +255,6 @@ class PcapngCaptureStage:
             self._count("capture.secrets_refused")
             return
         self._new_secrets.append(line)
-        self._recent[line] = None
-        if len(self._recent) > MAX_SECRETS:
-            self._recent.popitem(last=False)
 
     # ---- hold queue -----------------------------------------------------------------------
     def _holding(self) -> bool:
@@ -396,16 +393,6 @@ class PcapngCaptureStage:
     def _open(self, path: Path) -> PcapngWriter:
         writer = PcapngWriter(path, snaplen=self.snaplen, resolution=self.resolution)
         self.file_index += 1
-        if self.file_index > 1 and self.secrets and self._recent:
-            # Connections spanning files decrypt in the new one too: its first block holds the
-            # recent secrets (bounded to a quarter of the file).
-            lines = list(self._recent)
-            budget = self.max_bytes // 4
-            while lines and len(dsb_block(lines)) > budget:
-                lines = lines[len(lines) // 2 :] if len(lines) > 1 else []
-            queued = set(self._new_secrets)
-            writer.write_secrets([ln for ln in lines if ln not in queued])
-            self._count("capture.secrets_repeated", writer.secrets_written)
         return writer
 
     def _maybe_flush(self, now: float) -> None:

@@ -260,23 +260,31 @@ def test_one_file_stops_when_full_and_counts(tmp_path: Path) -> None:
     assert stage.frames == written and stage.dropped == 100 - written
 
 
-def test_ring_keeps_n_files_each_starting_with_recent_secrets(tmp_path: Path) -> None:
+def test_ring_keeps_n_files_newest_frames_in_order(tmp_path: Path) -> None:
     path = tmp_path / "ring.pcapng"
     stage = PcapngCaptureStage(path, max_bytes=4096, files=3, comments=False)
-    stage.write_line(LINE)
     for i in range(120):
+        if i == 100:
+            stage.write_line(LINE)  # lands in the file holding the next frame
         stage.on_frame(seg(b"p" * 100, seq=i), "out", float(i))
     stage.close()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["ring.1.pcapng", "ring.2.pcapng", "ring.pcapng"]
     files = [path.with_name("ring.2.pcapng"), path.with_name("ring.1.pcapng"), path]
-    seqs = []
+    seqs: list[int] = []
+    after_secret: list[int] = []  # seq of the frame right after each DSB
     for f in files:
         assert f.stat().st_size <= 4096
         cap = read_pcapng(f)
-        assert cap.blocks[2] == DSB and cap.secrets[0][1] == (LINE + "\n").encode()
-        seqs += [int.from_bytes(p.data[38:42], "big") for p in cap.packets]
+        frames = [int.from_bytes(p.data[38:42], "big") for p in cap.packets]
+        epbs = 0
+        for block in cap.blocks:
+            if block == DSB:
+                after_secret.append(frames[epbs])
+            epbs += block == EPB
+        seqs += frames
     assert seqs == list(range(seqs[0], 120))  # the newest frames, in order, none lost between
+    assert seqs[0] < 100 and after_secret == [100]
     assert stage.stats["capture.rotations"] >= 3 and stage.stats["capture.files_deleted"] >= 1
     assert stage.dropped == 0 and stage.frames == 120
 
