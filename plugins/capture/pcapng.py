@@ -184,7 +184,6 @@ class PcapngCaptureStage:
         self._new_secrets: list[str] = []
         self._unflushed = 0
         self._last_flush: float | None = None
-        self._now = 0.0
         self._writer: PcapngWriter | None = None
         self._writer = self._open(self.path)  # OSError here is the caller's (bad path)
 
@@ -211,8 +210,7 @@ class PcapngCaptureStage:
 
     # ---- inputs ---------------------------------------------------------------------------
     def on_frame(self, frame: bytes | memoryview, direction: Direction, now: float) -> bool:
-        self._now = now
-        if self._writer is None:
+        if self._writer is None or self.full:
             self._count("capture.dropped")
             return True
         ts_ns = self.ts_offset_ns + round(now * 1e9)
@@ -343,20 +341,19 @@ class PcapngCaptureStage:
             return
         try:
             block = writer.packet(ts_ns, frame, direction, comment)
-            secrets = len(dsb_block(self._new_secrets)) if self._new_secrets else 0
-            if writer.bytes_written + secrets + len(block) > self.max_bytes:
+            need = len(block) + (len(dsb_block(self._new_secrets)) if self._new_secrets else 0)
+            if writer.bytes_written + need > self.max_bytes:
+                if writer.header_bytes + need > self.max_bytes:
+                    self._count("capture.dropped")  # larger than a whole file
+                    self._count("capture.too_big")
+                    return
                 if self.files == 1:
                     self.full = True  # stop: every later frame is counted as dropped
                     self._count("capture.dropped")
                     return
-                if writer.frames_written == 0 or not self._rotate():
-                    self._count("capture.dropped")  # larger than a whole file
-                    return
+                self._rotate()
                 writer = self._writer
                 assert writer is not None
-                if writer.bytes_written + secrets + len(block) > self.max_bytes:
-                    self._count("capture.dropped")
-                    return
             self._write_secrets()
             writer.write_block(block, frames=1)
             self._count("capture.frames")
@@ -364,7 +361,7 @@ class PcapngCaptureStage:
         except OSError:
             self._fail()
 
-    def _rotate(self) -> bool:
+    def _rotate(self) -> None:
         """Close the current file, shift the older ones and open a new current file."""
         writer = self._writer
         assert writer is not None
@@ -373,7 +370,6 @@ class PcapngCaptureStage:
         self._shift()
         self._writer = self._open(self.path)
         self._count("capture.rotations")
-        return True
 
     def _shift(self) -> None:
         """capture.pcapng -> capture.1.pcapng -> ... ; the oldest beyond ``files`` is removed."""

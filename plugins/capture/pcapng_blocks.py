@@ -282,7 +282,7 @@ class PcapngWriter:
         self.bytes_written = 0
         self.frames_written = 0
         self.secrets_written = 0
-        self._write(shb_block() + idb_block(snaplen, resolution, if_name))
+        self.header_bytes = self._write(shb_block() + idb_block(snaplen, resolution, if_name))
         self._file.flush()  # a capture that never gets a frame is still a valid file
 
     def _write(self, block: bytes) -> int:

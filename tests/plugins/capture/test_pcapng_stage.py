@@ -289,13 +289,16 @@ def test_ring_keeps_n_files_newest_frames_in_order(tmp_path: Path) -> None:
     assert stage.dropped == 0 and stage.frames == 120
 
 
-def test_frame_larger_than_a_file_is_dropped_not_rotated_forever(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files", [1, 2])
+def test_frame_larger_than_a_file_is_dropped_alone(tmp_path: Path, files: int) -> None:
     path = tmp_path / "ring.pcapng"
-    stage = PcapngCaptureStage(path, max_bytes=4096, files=2)
+    stage = PcapngCaptureStage(path, max_bytes=4096, files=files)
+    stage.on_frame(seg(b"small", seq=1), "out", 1.0)
     stage.on_frame(seg(b"p" * 5000), "out", 1.0)
     stage.on_frame(seg(b"small", seq=2), "out", 1.0)
     stage.close()
-    assert stage.dropped == 1 and stage.frames == 1
+    assert stage.dropped == 1 and stage.frames == 2 and not stage.full
+    assert stage.stats["capture.too_big"] == 1
     assert not path.with_name("ring.1.pcapng").exists()
 
 
