@@ -42,3 +42,23 @@ def test_full_bench(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert all(r["rounds"] >= 3 for r in data["rows"])
     print(json.dumps(data["rows"], indent=1))
+
+
+@needs_lab
+@pytest.mark.benchmark  # ~20 s of handshakes: not in make test
+@pytest.mark.timeout(240)
+def test_stalled_subscriber_run_really_stalls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without nginx the handshake sub-benchmark still runs its stalled-subscriber case, and the
+    NF dropped events for the subscriber during the measured runs."""
+    monkeypatch.setattr("nf.bench.runner.nginx_missing", lambda: "pretend nginx is missing")
+    out = tmp_path / "hs.json"
+    assert main(["bench", "handshake", "--quick", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["info"]["nginx"] == "pretend nginx is missing"
+    (row,) = data["rows"]
+    assert row["case"] == "full_ecdsa+stalled_sub" and row["rounds"] == 3
+    assert all(v > 0 for v in row["ours"] + row["ref"])
+    dropped = int(row["note"].split("; ")[1].split()[0])
+    assert dropped > 0
