@@ -266,16 +266,16 @@ class ProfileRuntime:
             self.ring.handle_timer(wall_now, rotate=self.profile.session_ticket)
 
     def poll_at(self) -> float | None:
-        times = []
-        if isinstance(self.store, MemorySessionStore):
-            t = self.store.next_expiry()
-            if t is not None:
-                times.append(t)
+        # Asked once per loop iteration (per profile): no temporary list.
+        first: float | None = None
+        store = self.store
+        if isinstance(store, MemorySessionStore):
+            first = store.next_expiry()
         if self.ring is not None:
             t = self.ring.poll_at(rotate=self.profile.session_ticket)
-            if t is not None:
-                times.append(t)
-        return min(times) if times else None
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
 
     # ---- control channel -----------------------------------------------------------------
     def get(self) -> dict[str, Any]:

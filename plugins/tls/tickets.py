@@ -296,10 +296,18 @@ class TicketKeyRing:
         return done
 
     def poll_at(self, rotate: bool = True) -> float | None:
-        times = [at for k in self.keys[1:] if (at := self.erase_at(k)) is not None]
+        # Asked once per loop iteration: no temporary list.
+        first: float | None = None
         if rotate and not self.pinned:
-            times.append(self.current.installed + self.rotation)
-        return min(times) if times else None
+            first = self.current.installed + self.rotation
+        keys = self.keys
+        for i in range(1, len(keys)):
+            retired = keys[i].retired
+            if retired is not None:
+                at = retired + self.lifetime
+                if first is None or at < first:
+                    first = at
+        return first
 
     def describe(self, now: float) -> list[dict[str, object]]:
         """Names and states, never key material (``tls.tickets.list``)."""

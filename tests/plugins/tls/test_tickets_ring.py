@@ -117,6 +117,18 @@ def test_rotation_keeps_old_keys_decrypt_only_then_erases_them() -> None:
     assert [a for a, n in events if n == old] == ["installed", "promoted", "retired", "erased"]
 
 
+def test_poll_at_is_the_earliest_of_rotation_and_erasures() -> None:
+    r, _ = ring(rotation=600, lifetime=1000)  # created at 100
+    r.handle_timer(700.0)  # first key retired at 700, erased at 1700
+    r.handle_timer(1300.0)  # second retired at 1300, erased at 2300; next rotation at 1900
+    assert len(r.keys) == 3
+    assert r.poll_at() == 1700.0  # the first erasure comes before the next rotation
+    assert r.poll_at(rotate=False) == 1700.0  # tickets off: only erasures are due
+    r.handle_timer(1700.0)
+    assert r.poll_at(rotate=False) == 2300.0
+    assert r.poll_at() == 1900.0
+
+
 def test_lifetime_change_moves_erasure() -> None:
     r, _ = ring(rotation=100, lifetime=1000)
     r.handle_timer(200.0)
