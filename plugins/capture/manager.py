@@ -47,6 +47,7 @@ class CaptureManager:
         self.monotonic = monotonic
         self.max_captures = max_captures
         self.captures: dict[Path, PcapngCaptureStage | PcapCaptureStage] = {}
+        self._items: tuple[tuple[Path, PcapngCaptureStage | PcapCaptureStage], ...] = ()
 
     # ---- control ----------------------------------------------------------------------------
     def start(
@@ -98,8 +99,7 @@ class CaptureManager:
             raise ConfigError("capture.path", f"cannot open: {exc.strerror}", path) from None
         self.captures[key] = stage
         self.counters["capture.started"] += 1
-        if self not in self.packet_chain.stages:
-            self.packet_chain.stages.append(self)
+        self._changed()
         return self._status(key, stage)
 
     def stop(self, path: str | None = None) -> dict[str, Any]:
@@ -116,8 +116,7 @@ class CaptureManager:
             stage = self.captures.pop(key)
             stage.close()
             stopped.append(self._status(key, stage))
-        if not self.captures and self in self.packet_chain.stages:
-            self.packet_chain.stages.remove(self)
+        self._changed()
         return {"stopped": stopped}
 
     def status(self) -> dict[str, Any]:
@@ -137,7 +136,7 @@ class CaptureManager:
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
-        for key, stage in list(self.captures.items()):
+        for key, stage in self._items:
             if isinstance(stage, PcapngCaptureStage):
                 try:
                     stage.handle_timer(now)
@@ -146,7 +145,7 @@ class CaptureManager:
 
     # ---- the taps ---------------------------------------------------------------------------
     def on_frame(self, frame: bytes | memoryview, direction: Direction, now: float) -> bool:
-        for key, stage in list(self.captures.items()):
+        for key, stage in self._items:
             try:
                 stage.on_frame(frame, direction, now)
             except Exception:  # noqa: BLE001 - a bug in a capture stops it, never the loop
@@ -156,7 +155,7 @@ class CaptureManager:
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
         if topic != "tls.handshake":
             return
-        for key, stage in list(self.captures.items()):
+        for key, stage in self._items:
             if isinstance(stage, PcapngCaptureStage):
                 try:
                     stage.emit(topic, fields)
@@ -164,7 +163,7 @@ class CaptureManager:
                     self._broken(key)
 
     def write_line(self, line: str) -> None:
-        for key, stage in list(self.captures.items()):
+        for key, stage in self._items:
             if isinstance(stage, PcapngCaptureStage):
                 try:
                     stage.write_line(line)
@@ -179,8 +178,16 @@ class CaptureManager:
                 stage.close()
             except Exception:  # noqa: BLE001
                 pass
-        if not self.captures and self in self.packet_chain.stages:
-            self.packet_chain.stages.remove(self)
+        self._changed()
+
+    def _changed(self) -> None:
+        """In the packet chain exactly while something captures."""
+        self._items = tuple(self.captures.items())
+        stages = self.packet_chain.stages
+        if self.captures and self not in stages:
+            stages.append(self)
+        elif not self.captures and self in stages:
+            stages.remove(self)
 
     def _status(self, key: Path, stage: PcapngCaptureStage | PcapCaptureStage) -> dict[str, Any]:
         if isinstance(stage, PcapngCaptureStage):
