@@ -150,6 +150,7 @@ class Runtime:
                 path=f"virtual_servers[{i}].chain",
                 name=vs.name,
             )
+            self.packet_chain.stages.extend(chain.packet_stages)  # packet stages named in chains
             for addr in vs.addresses:
                 listeners[(addr.packed, vs.port)] = chain
         self.listeners = listeners

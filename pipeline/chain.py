@@ -246,13 +246,23 @@ def parse_stage_spec(spec: str) -> tuple[str, str | None]:
 
 
 class StreamChain:
-    """A virtual server's chain: plugins built once, a fresh stage stack per connection."""
+    """A virtual server's chain: plugins built once, a fresh stage stack per connection.
 
-    def __init__(self, plugins: list[StreamPlugin], name: str = "") -> None:
+    ``packet_stages`` are the chain's entries whose plugin is a ``PacketStage`` (it has
+    ``on_frame`` and no ``new_stage``): the runtime installs them in the interface's packet chain,
+    where they see every frame in both directions (``False`` drops it)."""
+
+    def __init__(
+        self,
+        plugins: list[StreamPlugin],
+        name: str = "",
+        packet_stages: list[PacketStage] | None = None,
+    ) -> None:
         if not plugins:
-            raise ConfigError("chain", "a chain needs at least one stage", [])
+            raise ConfigError("chain", "a chain needs at least one stream stage", [])
         self.plugins = plugins
         self.name = name  # the virtual server's name (reported in FlowInfo.vs)
+        self.packet_stages: list[PacketStage] = list(packet_stages or [])
 
     def new_connection(self) -> StreamStage:
         stage: StreamStage | None = None
@@ -269,21 +279,29 @@ def build_chain(
     find: Callable[[str], StreamPluginFactory] = find_plugin,
     name: str = "",
 ) -> StreamChain:
-    """Build a chain from its config entries; errors name ``path[i]``."""
+    """Build a chain from its config entries; errors name ``path[i]``. Entries whose plugin is a
+    packet stage go to ``packet_stages``; at least one stream stage is needed."""
     plugins: list[StreamPlugin] = []
+    packet_stages: list[PacketStage] = []
     for i, spec in enumerate(specs):
-        name, arg = parse_stage_spec(spec)
+        plugin_name, arg = parse_stage_spec(spec)
         try:
-            factory = find(name)
+            factory = find(plugin_name)
         except LookupError as exc:
             raise ConfigError(f"{path}[{i}]", str(exc), spec) from None
         try:
-            plugins.append(factory(arg, env))
+            plugin: Any = factory(arg, env)
         except ConfigError:
             raise
         except (ValueError, KeyError) as exc:
             raise ConfigError(f"{path}[{i}]", str(exc), spec) from None
-    return StreamChain(plugins, name)
+        if hasattr(plugin, "on_frame") and not hasattr(plugin, "new_stage"):
+            packet_stages.append(plugin)
+        else:
+            plugins.append(plugin)
+    if not plugins:
+        raise ConfigError(path, "a chain needs at least one stream stage", list(specs))
+    return StreamChain(plugins, name, packet_stages)
 
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""A third-party plugin in real chains: the example distribution ``tapnf-example-rot13``
-(``tests/example_plugin``, found through its ``tapnf.plugins`` entry point) between TLS and the
-built-in apps, and between TLS and ``forward`` to a backend in the root namespace; real clients
-in the lab namespace."""
+"""Third-party plugins in real chains: the example distribution ``tapnf-example-rot13``
+(``tests/example_plugin``, found through its ``tapnf.plugins`` entry points): the ``rot13``
+stream stage between TLS and the built-in apps, and between TLS and ``forward`` to a backend in
+the root namespace; the ``pingblock`` packet stage in the same chain; real clients in the lab
+namespace."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ lab_certs = true
 [[virtual_servers]]
 name = "vs_rot13_echo"
 port = 4433
-chain = ["tls:clientssl", "rot13:down", "echo"]
+chain = ["pingblock", "tls:clientssl", "rot13:down", "echo"]
 
 [[virtual_servers]]
 name = "vs_rot13_forward"
@@ -137,3 +138,13 @@ def test_rot13_on_plain_tcp_with_the_option_from_the_virtual_server(
     plugin_lab: Lab, tmp_path: Path
 ) -> None:
     assert talk(plugin_lab, tmp_path, 7070, False, "abc XYZ") == "nop KLM\n"
+
+
+def test_packet_stage_from_a_plugin_drops_pings_while_the_streams_flow(
+    plugin_lab: Lab, tmp_path: Path
+) -> None:
+    for target in ("192.0.2.10", "2001:db8::10"):
+        r = plugin_lab.ns(["ping", "-c", "2", "-i", "0.2", "-W", "1", target], timeout=15)
+        assert r.returncode != 0 and " 0 received" in r.stdout, r.stdout
+    # the same NF still answers ARP/ND and serves the chain the packet stage sits in
+    assert talk(plugin_lab, tmp_path, 4433, True, "Hello, tapnf!") == "Uryyb, gncas!\n"
