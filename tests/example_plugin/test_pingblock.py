@@ -47,7 +47,9 @@ def test_truncated_frames_pass_untouched() -> None:
 
 
 def test_a_chain_mixes_packet_and_stream_stages() -> None:
-    chain = build_chain(["pingblock", "tls:p", "rot13", "echo"], PluginEnv(), find=_fake_tls)
+    specs = ["pingblock", "tls:p", "rot13", "echo"]
+    chain = build_chain(specs, PluginEnv(), find=_fake_tls, name="vs_mix")
+    assert chain.name == "vs_mix"
     assert [type(p).__name__ for p in chain.packet_stages] == ["PingBlock"]
     assert [type(p).__name__ for p in chain.plugins] == ["FakeTls", "Rot13Plugin", "EchoPlugin"]
     packets = PacketChain(chain.packet_stages)
