@@ -241,6 +241,9 @@ class Runtime:
             deadlines.append(t)
         if self.backends is not None and (t := self.backends.poll_at()) is not None:
             deadlines.append(t)
+        capture = getattr(self, "capture", None)  # late verdicts and idle flush of captures
+        if capture is not None and (t := capture.poll_at()) is not None:
+            deadlines.append(t)
         return min(deadlines) if deadlines else None
 
     def handle_timers(self, now: float) -> None:
@@ -248,6 +251,8 @@ class Runtime:
             self.backends.handle_timer(now)
         if self.host is not None:
             self.host.handle_timer(now)
+        if getattr(self, "capture", None) is not None:
+            self.capture.handle_timer(now)
         wall = self.clocks.wall()
         for profile in self._profile_runtimes():
             profile.handle_timer(wall)

@@ -181,11 +181,12 @@ class CaptureManager:
         self._changed()
 
     def _changed(self) -> None:
-        """In the packet chain exactly while something captures."""
+        """In the packet chain exactly while something captures, first (it records every frame
+        received, and every frame sent before a later stage could drop it)."""
         self._items = tuple(self.captures.items())
         stages = self.packet_chain.stages
         if self.captures and self not in stages:
-            stages.append(self)
+            stages.insert(0, self)
         elif not self.captures and self in stages:
             stages.remove(self)
 

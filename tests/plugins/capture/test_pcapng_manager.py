@@ -4,6 +4,7 @@ wiring: packet chain while capturing, events through a TeeBus, key log lines via
 from __future__ import annotations
 
 import collections
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from scapy.compat import raw
 from scapy.layers.l2 import ARP, Ether
 
-from nf.config import load_config, load_config_data
+from nf.config import load_config_data
 from nf.ops import OpError, RequestContext, build_ops
 from nf.runtime import Runtime
 from pipeline.chain import PacketChain
@@ -92,6 +93,22 @@ def test_manager_refuses_duplicates_unwritable_paths_and_too_many(tmp_path: Path
     assert m.status() == {"captures": []}
 
 
+def test_manager_sits_first_in_the_packet_chain(tmp_path: Path) -> None:
+    m, chain = manager()
+
+    class DropAll:
+        def on_frame(self, frame: Any, direction: Any, now: float) -> bool:
+            return False
+
+    chain.stages.append(DropAll())
+    m.start(str(tmp_path / "a.pcapng"))
+    assert chain.stages[0] is m
+    assert not chain.run(ARP_REQ, "in", 100.0)  # dropped after the capture recorded it
+    m.close()
+    assert len(read_pcapng(tmp_path / "a.pcapng").packets) == 1
+    assert len(chain.stages) == 1
+
+
 def test_manager_timers_cover_its_pcapng_captures(tmp_path: Path) -> None:
     m, chain = manager()
     m.start(str(tmp_path / "b.pcap"), format="pcap")
@@ -159,14 +176,12 @@ def test_capture_config_keys() -> None:
 
 def test_runtime_wires_capture_to_frames_events_and_key_log(tmp_path: Path) -> None:
     path = tmp_path / "rt.pcapng"
-    config = load_config(
-        ROOT / "configs" / "lab.toml",
-        [
-            "interface.kind=memory",
-            f"capture.pcapng={str(path)!r}",
-            "capture.resolution=ns",
-        ],
-    )
+    lab = ROOT / "configs" / "lab.toml"
+    data = tomllib.loads(lab.read_text())
+    del data["control"]  # no sockets bound in a unit test
+    data["interface"]["kind"] = "memory"
+    data["capture"] = {"pcapng": str(path), "resolution": "ns"}
+    config = load_config_data(data, lab)
     rt = Runtime(config).build()
     try:
         assert isinstance(rt.bus, TeeBus) and rt.capture in rt.bus.listeners
@@ -180,6 +195,13 @@ def test_runtime_wires_capture_to_frames_events_and_key_log(tmp_path: Path) -> N
         rt.host.frames_to_send(rt.clocks.monotonic())
         rt.bus.emit("tls.handshake", {"vip": "192.0.2.10:443", "client": "192.0.2.1:1"})
         assert rt.counters["capture.verdicts_unmatched"] == 1
+        # the runtime's timers flush the capture when the NF goes idle
+        deadline = rt.capture.poll_at()
+        soonest = rt.poll_at()
+        assert deadline is not None and soonest is not None and soonest <= deadline
+        rt.handle_timers(deadline)
+        assert rt.capture.poll_at() is None
+        assert len(read_pcapng(path).packets) == 2
     finally:
         rt.close()
     cap = read_pcapng(path)
