@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     plan = Plan.quick() if args.quick else Plan()
     if args.rounds is not None:
-        plan = Plan(args.rounds, *list(plan.__dict__.values())[1:])
+        plan = dataclasses.replace(plan, rounds=args.rounds)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -186,3 +186,11 @@ def test_lab_subs_are_skipped_with_a_reason_without_root(
     monkeypatch.setattr("nf.bench.runner.can_run_labs", lambda: "needs root (test)")
     assert main(["bench", "icmp", "--quick"]) == 0
     assert "icmp      skipped: needs root (test)" in capsys.readouterr().out
+
+
+def test_rounds_option_overrides_the_plan(tmp_path: Path) -> None:
+    out = tmp_path / "c.json"
+    assert main(["bench", "tls", "--quick", "--rounds", "4", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["info"]["plan"]["rounds"] == 4
+    assert all(r["rounds"] == 4 for r in data["rows"])
