@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ class Captured:
     curl: str
     curl6: str
     clients: list[str]
+    flushed_live: bool
 
 
 def ctl(lab: Lab, op: str, *args: str) -> dict[str, Any]:
@@ -105,11 +107,36 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
             timeout=30,
         )
         curl6 = r.stdout + r.stderr
+        # the capture is flushed while it runs (frames or the runtime's timers): the last
+        # request shows up decrypted in the live file without stopping anything
+        flushed_live = False
+        deadline = time.monotonic() + 5.0
+        while not flushed_live and time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = subprocess.run(
+                [
+                    "tshark",
+                    "-r",
+                    str(live_file),
+                    "-o",
+                    "tls.keylog_file:",
+                    "-Y",
+                    "http.request",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "http.request.uri",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            flushed_live = "/v6" in r.stdout.split()
         status = ctl(lab, "capture.status")
         stopped = ctl(lab, "capture.stop")["stopped"]
         assert {s["path"] for s in stopped} == {str(config_file), str(live_file)}
         assert ctl(lab, "capture.status") == {"captures": []}
-        yield Captured(config_file, live_file, started, status, curl, curl6, clients)
+        yield Captured(config_file, live_file, started, status, curl, curl6, clients, flushed_live)
 
 
 def tshark(path: Path, *args: str) -> list[list[str]]:
@@ -224,6 +251,7 @@ def test_server_hellos_carry_the_verdicts(captured: Captured) -> None:
 
 
 def test_live_capture_status(captured: Captured) -> None:
+    assert captured.flushed_live
     assert captured.live_started["path"] == str(captured.live_file)
     assert captured.live_started["active"] and captured.live_started["format"] == "pcapng"
     by_path = {c["path"]: c for c in captured.live_status["captures"]}
