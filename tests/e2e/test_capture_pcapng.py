@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.io.pcap import read_pcap
 from plugins.capture.pcapng import read_pcapng
 from tests.e2e.lab import Lab, lab_nf
 
@@ -49,6 +50,7 @@ chain = ["tls:clientssl_tickets", "http"]
 
 [capture]
 pcapng = "{path}"
+pcap = "{path}.pcap"
 """
 GET = r"GET /stateful HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
 
@@ -134,7 +136,11 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
             flushed_live = "/v6" in r.stdout.split()
         status = ctl(lab, "capture.status")
         stopped = ctl(lab, "capture.stop")["stopped"]
-        assert {s["path"] for s in stopped} == {str(config_file), str(live_file)}
+        assert {s["path"] for s in stopped} == {
+            str(config_file),
+            f"{config_file}.pcap",
+            str(live_file),
+        }
         assert ctl(lab, "capture.status") == {"captures": []}
         yield Captured(config_file, live_file, started, status, curl, curl6, clients, flushed_live)
 
@@ -248,6 +254,11 @@ def test_server_hellos_carry_the_verdicts(captured: Captured) -> None:
     assert notes[3].startswith("full handshake: reason nothing_offered, offered none, new ticket")
     assert notes[4].startswith("abbreviated handshake: resumed by ticket, key ")
     assert notes[5].startswith("full handshake: reason nothing_offered")  # over IPv6
+
+
+def test_classic_pcap_beside_it_has_the_same_frames(captured: Captured) -> None:
+    classic = read_pcap(Path(f"{captured.config_file}.pcap"))
+    assert [f for _, f in classic] == [p.data for p in read_pcapng(captured.config_file).packets]
 
 
 def test_live_capture_status(captured: Captured) -> None:
