@@ -99,6 +99,7 @@ class Runtime:
         """Captures (config and live ``capture.*`` ops) go through one manager: it joins the
         packet chain while a capture runs, sees every event (``TeeBus``: verdicts for comments)
         and every TLS key log line (``env.shared["keylog"]``: secrets for the pcapng DSB)."""
+        from pipeline.errors import ConfigError
         from pipeline.events import TeeBus
         from plugins.capture.manager import CaptureManager
 
@@ -112,17 +113,23 @@ class Runtime:
         self.bus = TeeBus(self.bus, self.capture)
         self._shared = {"keylog": self.capture}
         self._closers.append(self.capture)
-        if cap.pcap:
-            self.capture.start(cap.pcap, format="pcap", max_bytes=cap.max_bytes)
-        if cap.pcapng:
-            self.capture.start(
-                cap.pcapng,
-                max_bytes=cap.max_bytes,
-                files=cap.files,
-                secrets=cap.secrets,
-                comments=cap.comments,
-                resolution=cap.resolution,
-            )
+        try:
+            if cap.pcap:
+                key = "capture.pcap"
+                self.capture.start(cap.pcap, format="pcap", max_bytes=cap.max_bytes)
+            if cap.pcapng:
+                key = "capture.pcapng"
+                self.capture.start(
+                    cap.pcapng,
+                    max_bytes=cap.max_bytes,
+                    files=cap.files,
+                    secrets=cap.secrets,
+                    comments=cap.comments,
+                    resolution=cap.resolution,
+                )
+        except ConfigError as exc:  # name the config key, not the op argument
+            path = key if exc.path == "capture.path" else exc.path
+            raise ConfigError(path, exc.message, exc.value) from None
 
     def _plugin_env(self, vs: Any) -> PluginEnv:
         shared: dict[str, Any] = getattr(self, "_shared", {})

@@ -207,3 +207,14 @@ def test_runtime_wires_capture_to_frames_events_and_key_log(tmp_path: Path) -> N
     cap = read_pcapng(path)
     assert [p.direction for p in cap.packets] == ["in", "out"]  # request and our ARP reply
     assert cap.secrets and cap.interfaces == [(1, 9)]
+
+
+def test_runtime_names_the_config_key_of_an_unwritable_capture(tmp_path: Path) -> None:
+    data = {
+        "vips": [{"address": "192.0.2.10"}],
+        "interface": {"kind": "memory"},
+        "capture": {"pcapng": str(tmp_path / "missing" / "x.pcapng")},
+    }
+    with pytest.raises(ConfigError) as exc:
+        Runtime(load_config_data(data)).build()
+    assert exc.value.path == "capture.pcapng" and "cannot open" in exc.value.message
