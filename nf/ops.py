@@ -254,6 +254,8 @@ class _Ops:
         return captures
 
     def capture_start(self, args: dict[str, Any], ctx: RequestContext) -> Any:
+        # writes any file the NF can write and embeds every TLS secret: like a key export
+        _require_secure(ctx, "capture.start")
         return self._captures().start(**args)
 
     def capture_stop(self, args: dict[str, Any], ctx: RequestContext) -> Any:
@@ -366,7 +368,7 @@ def build_ops(
             "capture.start",
             o.capture_start,
             "start writing frames to path (format=pcapng|pcap; pcapng embeds TLS secrets and "
-            "handshake verdicts)",
+            "handshake verdicts; secure endpoint only)",
             {
                 "path": (str, True),
                 "format": (str, False),

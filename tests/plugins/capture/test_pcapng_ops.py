@@ -4,12 +4,15 @@ capture manager (``view.capture``)."""
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from nf.ops import OpError, RequestContext, build_ops
+from pipeline.chain import PacketChain
+from plugins.capture.manager import CaptureManager
 
 CTX = RequestContext(secure=False)
 
@@ -44,3 +47,16 @@ def test_capture_start_validates_arguments_before_the_manager() -> None:
     with pytest.raises(OpError) as exc:
         table.call("capture.start", {"path": "x", "snaplen": 3}, CTX)
     assert exc.value.code == "bad_args"
+
+
+def test_capture_start_needs_a_secure_endpoint(tmp_path: Path) -> None:
+    """It writes files and embeds every TLS secret: the same rule as a ticket key export."""
+    captures = CaptureManager(PacketChain())
+    table = build_ops(bare_view(capture=captures))
+    path = str(tmp_path / "x.pcapng")
+    with pytest.raises(OpError) as exc:
+        table.call("capture.start", {"path": path}, CTX)
+    assert exc.value.code == "insecure_endpoint" and captures.status() == {"captures": []}
+    assert table.call("capture.start", {"path": path}, RequestContext(secure=True))["active"]
+    assert table.call("capture.status", {}, CTX)["captures"][0]["path"] == path
+    assert table.call("capture.stop", {}, CTX)["stopped"][0]["path"] == path
