@@ -118,7 +118,7 @@ class Handshake:
         send_message: Callable[[int, bytes], None],
         send_ccs: Callable[[], None],
         set_read: Callable[[Any], None],
-        keylog: Callable[[str], None],
+        keylog: Callable[[str], None] | None,
     ) -> None:
         self.runtime = runtime
         self.resolver = resolver
@@ -158,7 +158,8 @@ class Handshake:
         self._key_block = prf.key_block(
             s.prf_hash, self._ms_key, self.server_random, self.client_random, s.key_block_len()
         )
-        self.keylog(client_random_line(self.client_random, self.master_secret))
+        if self.keylog is not None:  # the line is only formatted when someone logs it
+            self.keylog(client_random_line(self.client_random, self.master_secret))
 
     def protection(self, server_write: bool) -> Any:
         assert self.suite is not None

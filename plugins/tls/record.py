@@ -192,30 +192,36 @@ def make_protection(
     o += 2 * kl
     civ, siv = key_block[o : o + il], key_block[o + il : o + 2 * il]
     key, mac_key, iv = (skey, smac, siv) if server_side_write else (ckey, cmac, civ)
-    if suite.bulk == "gcm":
+    bulk = suite.bulk
+    if bulk == "gcm":
         return AeadGcm(key, iv)
-    if suite.bulk == "chacha":
+    if bulk == "chacha":
         return ChaChaPoly(key, iv)
     assert suite.mac_hash is not None
     return CbcHmac(key, mac_key, suite.mac_hash, etm, rng)
 
 
+_NULL = NullProtection()
+
+
 class RecordLayer:
     """Frames incoming bytes into records and protects outgoing ones."""
 
+    # Immutable starting values at class level: one RecordLayer per connection.
+    _in_pos = 0
+    _read: Protection = _NULL
+    _write: Protection = _NULL
+    _read_seq = 0
+    _write_seq = 0
+    read_encrypted = False
+    write_encrypted = False
+    seen_first = False
+    records_in = 0
+    records_out = 0
+
     def __init__(self) -> None:
         self._in = bytearray()
-        self._in_pos = 0
         self._out = bytearray()
-        self._read: Protection = NullProtection()
-        self._write: Protection = NullProtection()
-        self._read_seq = 0
-        self._write_seq = 0
-        self.read_encrypted = False
-        self.write_encrypted = False
-        self.seen_first = False
-        self.records_in = 0
-        self.records_out = 0
 
     # ---- input ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -243,13 +249,15 @@ class RecordLayer:
             raise TlsAlert("record_bad_version", f"record version 0x{version:04x}")
         if length > (MAX_CIPHERTEXT if self.read_encrypted else MAX_PLAINTEXT):
             raise TlsAlert("record_overflow", f"record of {length} bytes")
-        if len(buf) - pos < HEADER_LEN + length:
+        end = pos + HEADER_LEN + length
+        if len(buf) < end:
             return None
-        fragment = bytes(buf[pos + HEADER_LEN : pos + HEADER_LEN + length])
-        self._in_pos = pos + HEADER_LEN + length
+        fragment = bytes(buf[pos + HEADER_LEN : end])
+        self._in_pos = end
         self.seen_first = True
-        plaintext = self._read.open(self._read_seq, ctype, fragment)
-        self._read_seq += 1
+        seq = self._read_seq
+        plaintext = self._read.open(seq, ctype, fragment)
+        self._read_seq = seq + 1
         self.records_in += 1
         if len(plaintext) > MAX_PLAINTEXT:
             raise TlsAlert("record_overflow", f"plaintext of {len(plaintext)} bytes")

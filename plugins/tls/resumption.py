@@ -58,7 +58,7 @@ EXPIRE_BUDGET = 4096
 _GONE_REASON = {"expired": "cache_expired", "evicted": "cache_evicted", "strict": "strict_resume"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HelloOffer:
     """What a ClientHello offers for resumption."""
 
@@ -70,7 +70,7 @@ class HelloOffer:
     client_version: int = 0x0303  # the version this handshake negotiates
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The verdict for one ClientHello; see the module docstring."""
 

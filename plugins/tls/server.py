@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from pipeline.errors import ApiError, DecodeError
 from plugins.tls import messages as m
@@ -45,7 +44,9 @@ MAX_WARNING_ALERTS = 16
 
 
 # ---- events ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+# Made per handshake or per record: plain slotted dataclasses, read-only by convention (a frozen
+# dataclass costs about five times as much to build, one object.__setattr__ per field).
+@dataclass(slots=True)
 class HandshakeInfo:
     """What one ClientHello led to (the body of the ``tls.handshake`` event, minus timings)."""
 
@@ -68,33 +69,33 @@ class HandshakeInfo:
     alert: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HandshakeComplete:
     info: HandshakeInfo
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HandshakeFailed:
     info: HandshakeInfo
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ApplicationData:
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CloseNotify:
     """The client sent close_notify; the engine has answered with its own."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AlertReceived:
     level: str
     description: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AlertSent:
     level: str
     description: str
@@ -106,11 +107,23 @@ Event = (
 )
 
 _MSG_NAMES = {t.value: t.name for t in m.HandshakeType}
+_EXPECT_CLIENT_HELLO = ExpectClientHello()  # holds no data: one instance serves every connection
 _MSG_NAMES[CCS] = "change_cipher_spec"
 
 
 class TlsServerConnection:
     """One TLS 1.2 server connection. ``runtime`` is the profile's resumption runtime."""
+
+    # Flags and counters start at class level (one connection per TCP flow: fewer stores).
+    failed = False
+    closed_read = False  # close_notify or fatal alert received
+    closed_write = False  # close_notify or fatal alert sent
+    close_notify_received = False
+    close_notify_sent = False
+    renegotiation_attempts = 0
+    empty_records = 0  # consecutive empty application data records
+    warning_alerts = 0
+    client_hello_seen = False
 
     def __init__(
         self,
@@ -130,20 +143,10 @@ class TlsServerConnection:
             send_message=self._queue_handshake,
             send_ccs=self._send_ccs,
             set_read=self._record.change_read,
-            keylog=self._keylog_line,
+            keylog=self._keylog_line if keylog is not None else None,
         )
-        self._state: State = ExpectClientHello()
+        self._state: State = _EXPECT_CLIENT_HELLO
         self._out_hs = bytearray()
-        self._pending_write: Any = None
-        self.failed = False
-        self.closed_read = False  # close_notify or fatal alert received
-        self.closed_write = False  # close_notify or fatal alert sent
-        self.close_notify_received = False
-        self.close_notify_sent = False
-        self.renegotiation_attempts = 0
-        self.empty_records = 0  # consecutive empty application data records
-        self.warning_alerts = 0
-        self.client_hello_seen = False
 
     # ---- public API ----------------------------------------------------------------------
     @property
@@ -205,8 +208,7 @@ class TlsServerConnection:
     # ---- record dispatch -----------------------------------------------------------------
     def _dispatch(self, ctype: int, payload: bytes) -> None:
         if ctype == CT_HANDSHAKE:
-            self._hs_buf += payload
-            self._drain_handshake()
+            self._drain_handshake(payload)
         elif ctype == CT_CHANGE_CIPHER_SPEC:
             if payload != b"\x01":
                 raise TlsAlert("ccs_bad_payload", f"ChangeCipherSpec payload {payload.hex()}")
@@ -228,19 +230,31 @@ class TlsServerConnection:
                 if self.empty_records > MAX_EMPTY_RECORDS:
                     raise TlsAlert("empty_record_flood", f"{self.empty_records} empty records")
 
-    def _drain_handshake(self) -> None:
+    def _drain_handshake(self, payload: bytes) -> None:
+        """Handle every complete handshake message of ``payload`` (after any partial one held
+        from earlier records); keep the incomplete tail, at most one message's worth."""
         buf = self._hs_buf
-        while len(buf) >= 4:
-            length = int.from_bytes(buf[1:4], "big")
+        if buf:
+            buf += payload
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = payload  # the usual case: the record holds whole messages, no copy
+        pos, n = 0, len(data)
+        while n - pos >= 4:
+            length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
             if length > m.MAX_HANDSHAKE_MESSAGE:
                 raise TlsAlert("handshake_too_large", f"handshake message of {length} bytes")
-            if len(buf) < 4 + length:
-                return
-            raw = bytes(buf[: 4 + length])
-            del buf[: 4 + length]
+            end = pos + 4 + length
+            if n < end:
+                break
+            raw = data if (pos == 0 and end == n) else data[pos:end]
+            pos = end
             self._handle(Message(raw[0], raw[4:], raw))
             if self.failed or self.closed_read:
                 return
+        if pos < n:
+            buf += data[pos:]
 
     def _handle(self, msg: Message) -> None:
         state = self._state

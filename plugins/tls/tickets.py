@@ -63,7 +63,7 @@ Rng = Callable[[int], bytes]
 KeyEvent = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TicketOpen:
     """Result of opening a ticket: ``status`` is ``ok`` or a reason code."""
 

@@ -69,6 +69,26 @@ def test_fragmented_records_and_message_spanning_records(server: Server) -> None
     ]
 
 
+def test_partial_message_after_a_whole_one_is_held_for_the_next_record(server: Server) -> None:
+    # One record: the ClientHello and the first 3 bytes of another message. The hello is
+    # answered; the held tail joins the next record into a message the state does not accept.
+    c = fresh(server)
+    tail = m.frame(HT.finished, bytes(12))
+    c.send_raw(record(CT_HANDSHAKE, m.frame(HT.client_hello, hello().emit()) + tail[:3]))
+    assert [t for t, _ in c.messages][:4] == [
+        HT.server_hello,
+        HT.certificate,
+        HT.server_key_exchange,
+        HT.server_hello_done,
+    ]
+    c.send_raw(record(CT_HANDSHAKE, tail[3:]))
+    expect_alert(c, A.unexpected_message, "unexpected_finished_in_expect_client_key_exchange")
+    c2 = fresh(server)
+    c2.send_raw(record(CT_HANDSHAKE, m.frame(HT.client_hello, hello().emit()) + tail[:3]))
+    c2.send_raw(record(CT_CHANGE_CIPHER_SPEC, b"\x01"))
+    expect_alert(c2, A.unexpected_message, "ccs_mid_message")
+
+
 def test_coalesced_client_flight(server: Server) -> None:
     c = fresh(server)
     c.send_hello()
