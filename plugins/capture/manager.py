@@ -48,6 +48,9 @@ class CaptureManager:
         self.max_captures = max_captures
         self.captures: dict[Path, PcapngCaptureStage | PcapCaptureStage] = {}
         self._items: tuple[tuple[Path, PcapngCaptureStage | PcapCaptureStage], ...] = ()
+        # As the shared key log (env.shared["keylog"]): False while no capture embeds secrets,
+        # so TLS connections opened meanwhile do not even format their key log lines.
+        self.active = False
 
     # ---- control ----------------------------------------------------------------------------
     def start(
@@ -184,6 +187,10 @@ class CaptureManager:
         """In the packet chain exactly while something captures, first (it records every frame
         received, and every frame sent before a later stage could drop it)."""
         self._items = tuple(self.captures.items())
+        self.active = any(
+            isinstance(stage, PcapngCaptureStage) and stage.secrets
+            for stage in self.captures.values()
+        )
         stages = self.packet_chain.stages
         if self.captures and self not in stages:
             stages.insert(0, self)

@@ -1,7 +1,8 @@
 """Key log in the NSS ``SSLKEYLOGFILE`` format, so captures can be decrypted in Wireshark.
 
 The engine hands each line to a :class:`KeyLog`; it never writes files itself (the TLS stage owns
-the file writer; the runtime may share a listener in ``env.shared["keylog"]``, e.g. a capture).
+the file writer; the runtime may share a listener in ``env.shared["keylog"]``, e.g. a capture,
+which may set ``active = False`` while it wants no lines, so the engine formats none).
 TLS 1.2 lines are ``CLIENT_RANDOM <64 hex> <96 hex>``.
 """
 

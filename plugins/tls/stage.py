@@ -97,8 +97,11 @@ class TlsPlugin:
 
     def keylog(self) -> KeyLog | None:
         """The profile's key log file and/or the runtime's shared listener
-        (``env.shared["keylog"]``, e.g. a capture embedding the secrets)."""
+        (``env.shared["keylog"]``, e.g. a capture embedding the secrets), skipped while it says
+        it wants no lines (``active`` false) so the engine formats none."""
         shared: KeyLog | None = self.env.shared.get("keylog")
+        if shared is not None and not getattr(shared, "active", True):
+            shared = None
         path = self.runtime.profile.keylog
         if not path:
             return shared

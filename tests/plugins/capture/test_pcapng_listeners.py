@@ -55,3 +55,19 @@ def test_tls_stage_feeds_shared_listener_without_profile_file(tmp_path: Path) ->
     stage, down, _ = lab.open("echo")
     run(new_client(client_context()), stage, down, b"x")
     assert len(shared.lines) == 1 and shared.lines[0].startswith("CLIENT_RANDOM ")
+
+
+def test_inactive_shared_listener_is_skipped(tmp_path: Path) -> None:
+    """While no capture wants secrets the stage leaves the listener out (no line formatted)."""
+    path = tmp_path / "keys.log"
+    lab = make_lab(keylog=str(path))
+    shared = ListKeyLog()
+    shared.active = False  # type: ignore[attr-defined]
+    lab.env.shared["keylog"] = shared
+    stage, down, _ = lab.open("echo")
+    run(new_client(client_context()), stage, down, b"x")
+    assert shared.lines == [] and len(path.read_text().splitlines()) == 1
+    shared.active = True  # type: ignore[attr-defined]
+    stage, down, _ = lab.open("echo")
+    run(new_client(client_context()), stage, down, b"x")
+    assert len(shared.lines) == 1

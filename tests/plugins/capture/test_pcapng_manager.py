@@ -93,6 +93,19 @@ def test_manager_refuses_duplicates_unwritable_paths_and_too_many(tmp_path: Path
     assert m.status() == {"captures": []}
 
 
+def test_manager_wants_key_log_lines_only_while_a_capture_embeds_secrets(tmp_path: Path) -> None:
+    m, _ = manager()
+    assert not m.active
+    m.start(str(tmp_path / "a.pcap"), format="pcap")
+    m.start(str(tmp_path / "b.pcapng"), secrets=False)
+    assert not m.active
+    m.start(str(tmp_path / "c.pcapng"))
+    assert m.active
+    m.stop(str(tmp_path / "c.pcapng"))
+    assert not m.active
+    m.close()
+
+
 def test_manager_sits_first_in_the_packet_chain(tmp_path: Path) -> None:
     m, chain = manager()
 
@@ -202,6 +215,8 @@ def test_runtime_wires_capture_to_frames_events_and_key_log(tmp_path: Path) -> N
         rt.handle_timers(deadline)
         assert rt.capture.poll_at() is None
         assert len(read_pcapng(path).packets) == 2
+        rt.capture.stop()
+        assert all(p.keylog() is None for p in tls)  # nobody wants the lines: none formatted
     finally:
         rt.close()
     cap = read_pcapng(path)
