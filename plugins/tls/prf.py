@@ -59,21 +59,21 @@ class HmacKey:
 
     def p_hash(self, seed: bytes, length: int) -> bytes:
         """P_<hash>(secret, seed) truncated to ``length`` bytes."""
-        inner_base, outer_base = self._inner, self._outer
+        inner, outer = self._inner.copy, self._outer.copy
         out = b""
         a = seed
         while len(out) < length:
-            h = inner_base.copy()
+            h = inner()
             h.update(a)
-            o = outer_base.copy()
+            o = outer()
             o.update(h.digest())
             a = o.digest()  # A(i) = HMAC(secret, A(i-1))
-            h = inner_base.copy()
+            h = inner()
             h.update(a + seed)
-            o = outer_base.copy()
+            o = outer()
             o.update(h.digest())
             out += o.digest()
-        return out[:length]
+        return out if len(out) == length else out[:length]
 
     def prf(self, label: bytes, seed: bytes, length: int) -> bytes:
         return self.p_hash(label + seed, length)

@@ -184,20 +184,22 @@ def make_protection(
     etm: bool,
     rng: Callable[[int], bytes],
 ) -> Protection:
-    """Build the client-write (``server_side_write=False``) or server-write protection."""
+    """Build the client-write (``server_side_write=False``) or server-write protection.
+
+    RFC 5246 §6.3 key block: client MAC key, server MAC key, client key, server key, client IV,
+    server IV (the MAC keys are empty for AEAD suites)."""
     ml, kl, il = suite.mac_len, suite.key_len, suite.fixed_iv_len
-    cmac, smac = key_block[:ml], key_block[ml : 2 * ml]
-    o = 2 * ml
-    ckey, skey = key_block[o : o + kl], key_block[o + kl : o + 2 * kl]
-    o += 2 * kl
-    civ, siv = key_block[o : o + il], key_block[o + il : o + 2 * il]
-    key, mac_key, iv = (skey, smac, siv) if server_side_write else (ckey, cmac, civ)
+    side = 1 if server_side_write else 0
+    k = 2 * ml + side * kl
+    v = 2 * ml + 2 * kl + side * il
+    key, iv = key_block[k : k + kl], key_block[v : v + il]
     bulk = suite.bulk
     if bulk == "gcm":
         return AeadGcm(key, iv)
     if bulk == "chacha":
         return ChaChaPoly(key, iv)
     assert suite.mac_hash is not None
+    mac_key = key_block[side * ml : side * ml + ml]
     return CbcHmac(key, mac_key, suite.mac_hash, etm, rng)
 
 

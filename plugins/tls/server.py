@@ -137,13 +137,13 @@ class TlsServerConnection:
         self._hs_buf = bytearray()
         self._keylog = keylog
         self._hs = Handshake(
-            runtime=runtime,
-            resolver=resolver,
-            rng=rng,
-            send_message=self._queue_handshake,
-            send_ccs=self._send_ccs,
-            set_read=self._record.change_read,
-            keylog=self._keylog_line if keylog is not None else None,
+            runtime,
+            resolver,
+            rng,
+            self._queue_handshake,
+            self._send_ccs,
+            self._record.change_read,
+            self._keylog_line if keylog is not None else None,
         )
         self._state: State = _EXPECT_CLIENT_HELLO
         self._out_hs = bytearray()
