@@ -318,3 +318,63 @@ def test_tshark_shows_the_verdict_on_the_server_hello(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith("full handshake: reason ticket_unknown_key, offered ticket")
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("frame"), st.booleans(), st.integers(1, 4), st.integers(0, 3)),
+        st.tuples(st.just("verdict"), st.integers(1, 4)),
+        st.tuples(st.just("line"), st.integers(0, 9)),
+        st.tuples(st.just("timer"), st.floats(0, 3)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_property_every_frame_written_once_in_order_queue_bounded(ops: list[Any]) -> None:
+    """Any interleaving of frames (ServerHellos or not), verdicts, key log lines and timers:
+    nothing raises, the hold queue stays within its bound, and after close every frame is in the
+    file exactly once, in the order it was seen, comments only on ServerHello frames."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "p.pcapng"
+        stage = PcapngCaptureStage(path, max_hold_frames=5, hold_timeout=2.0)
+        now = 0.0
+        fed: list[bytes] = []
+        lines: list[str] = []
+        fed_before: dict[str, int] = {}  # line -> frames fed before it was given
+        for op in ops:
+            if op[0] == "frame":
+                _, hello, port, seq = op
+                now += 0.1
+                frame = seg(HELLO if hello else b"data%d" % len(fed), port=port, seq=seq)
+                fed.append(frame)
+                stage.on_frame(frame, "out", now)
+            elif op[0] == "verdict":
+                stage.emit("tls.handshake", verdict(port=op[1]))
+            elif op[0] == "line":
+                line = f"CLIENT_RANDOM {op[1]:064x} {len(lines):096x}"
+                lines.append(line)
+                fed_before[line] = len(fed)
+                stage.write_line(line)
+            else:
+                now += op[1]
+                stage.handle_timer(now)
+            assert stage.held <= 5
+        stage.close()
+        cap = read_pcapng(path)
+        assert [p.data for p in cap.packets] == fed
+        for p in cap.packets:
+            assert not p.comments or server_hello_key(p.data) is not None
+        written = b"".join(data for _, data in cap.secrets).decode().splitlines()
+        assert written == lines
+        # a secret precedes every frame fed after it was given (it may decrypt them)
+        epbs, secrets = 0, iter(cap.secrets)
+        for block in cap.blocks:
+            epbs += block == EPB
+            if block == DSB:
+                for line in next(secrets)[1].decode().splitlines():
+                    assert epbs <= fed_before[line]
