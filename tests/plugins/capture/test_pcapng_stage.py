@@ -302,6 +302,27 @@ def test_frame_larger_than_a_file_is_dropped_alone(tmp_path: Path, files: int) -
     assert not path.with_name("ring.1.pcapng").exists()
 
 
+def test_write_error_stops_the_capture_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = PcapngCaptureStage(tmp_path / "c.pcapng", flush_frames=1)
+    stage.on_frame(seg(b"ok"), "out", 1.0)
+    writer = stage._writer
+    assert writer is not None
+
+    def disk_full(data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer._file, "write", disk_full)
+    assert stage.on_frame(seg(b"lost", seq=2), "out", 1.1) is True
+    assert not stage.active and stage.stats["capture.errors"] == 1
+    stage.on_frame(seg(HELLO, seq=3), "out", 1.2)
+    stage.emit("tls.handshake", verdict())
+    stage.write_line(LINE)
+    stage.close()
+    assert stage.dropped == 1 and stage.frames == 1
+
+
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_tshark_shows_the_verdict_on_the_server_hello(tmp_path: Path) -> None:
     path = tmp_path / "c.pcapng"
