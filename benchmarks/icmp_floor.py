@@ -18,6 +18,7 @@ import argparse
 import collections
 import ipaddress
 import select
+import signal
 import struct
 import sys
 import time
@@ -142,6 +143,10 @@ def inproc(n: int, rounds: int = 5) -> dict[str, tuple[float, float]]:
 def serve(tap: str, netns: str | None, ip: str, peers: list[str], seconds: float) -> int:
     from pipeline.io.tap import TapPort
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too closes the port (and removes its namespace)
+
+    signal.signal(signal.SIGTERM, interrupted)
     responder = FloorResponder(MAC, ipaddress.IPv4Address(ip).packed)
     port = TapPort(tap, netns=netns, peer_address=peers).open()
     print(f"floor: ready on {tap}", flush=True)

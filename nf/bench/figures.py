@@ -125,7 +125,7 @@ class Report:
             tgt = ""
             if r.target is not None:
                 mark = "ok" if r.meets_target() else "MISS"
-                tgt = f"{'≥' if r.better == 'higher' else '≤'}{r.target:g} {mark}"
+                tgt = f"{'≥' if r.better == 'higher' else '≤'}{r.target:.3g} {mark}"
             lines.append(
                 f"{r.bench:<10}{r.case:<28}{r.unit:<14}{_num(Spread.of(r.ours).median):>10}"
                 f"{ref:>22}{f'{s.min:.2f}/{s.median:.2f}/{s.max:.2f}':>22}  {tgt:<10}"

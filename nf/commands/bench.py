@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 
@@ -25,14 +26,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.rounds is not None:
         plan = dataclasses.replace(plan, rounds=args.rounds)
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through the lab's clean-up (namespaces, nginx, floor)
+
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         report = run(subs, plan, log)
     except LabError as exc:
         print(f"nf bench: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(report.table())
     print(f"(each ratio: tapnf / reference per round, {plan.rounds} rounds; noisy shared machine)")
     if args.json:

@@ -4,6 +4,7 @@ and the full run, which is a benchmark (``pytest -m benchmark``), not part of ``
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,17 +21,24 @@ def _namespaces() -> set[str]:
     return {line.split()[0] for line in out.stdout.splitlines() if line.startswith("nfb")}
 
 
+def _tag(log: str) -> str:
+    """The lab's tag from the ``nf bench: lab nfb-XXXXXX`` progress line."""
+    m = re.search(r"nf bench: lab nfb-([0-9a-f]+)", log)
+    assert m is not None, log
+    return m.group(1)
+
+
 @needs_lab
 @pytest.mark.e2e
 def test_icmp_quick_through_the_tap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = _namespaces()
     out = tmp_path / "icmp.json"
     assert main(["bench", "icmp", "--quick", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert {r["reference"] for r in rows} == {"struct floor", "kernel addr"}
     for row in rows:
         assert row["rounds"] == 3 and all(v > 0 for v in row["ours"] + row["ref"])
-    assert _namespaces() == before  # lab and floor namespaces removed
+    tag = _tag(capsys.readouterr().err)
+    assert not _namespaces() & {f"nfb-{tag}", f"nfbf-{tag}"}  # lab and floor removed
 
 
 @needs_lab
@@ -62,3 +70,39 @@ def test_stalled_subscriber_run_really_stalls(
     assert all(v > 0 for v in row["ours"] + row["ref"])
     dropped = int(row["note"].split("; ")[1].split()[0])
     assert dropped > 0
+
+
+@needs_lab
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_sigterm_mid_run_removes_the_lab() -> None:
+    """``nf bench`` stopped by SIGTERM while its lab runs exits 130 and leaves no namespace."""
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nf", "bench", "icmp", "--rounds", "50"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ours: set[str] = set()
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "nf bench: icmp ..." or the lab line
+        while line and not line.startswith("nf bench: lab "):
+            line = proc.stderr.readline()
+        tag = _tag(line)
+        ours = {f"nfb-{tag}", f"nfbf-{tag}"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ours <= _namespaces():
+            time.sleep(0.1)  # the lab and the floor's namespace exist: the run is under way
+        assert ours <= _namespaces()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not _namespaces() & ours
