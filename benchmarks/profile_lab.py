@@ -7,7 +7,8 @@ WORKLOAD is one of ``full`` (s_time -new, ECDSA), ``resumed_id`` (s_time -reuse,
 ``tls_echo`` (bulk over TLS, port 4433). py-spy samples the NF process (``--nonblocking``) while
 the client runs, counting only samples that hold the GIL (Python CPU work: waits in poll and
 the kernel's work inside ``os.write`` to the TAP release it; see utime/stime for those); the collapsed stacks are written to OUT/WORKLOAD.txt and the top functions by
-self time and by inclusive time are printed (percent of samples). The lab is removed on exit.
+component (engine, TCP, host stack, timers, events, loop...), by self time and by inclusive
+time are printed (percent of samples). The lab is removed on exit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,30 @@ from nf.bench.handshake import ECDSA  # noqa: E402
 from nf.bench.lab import VIP, BenchLab, new_workdir  # noqa: E402
 
 TOP = 25
+#: Component of a sample: the innermost frame matching one of these (file or function names).
+COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("timers", ("poll_at", "handle_timer", "_profile_runtimes", "next_expiry")),
+    ("events", ("ZmqEventBus", "Bus.emit", "packb", "_emit", "send_multipart", "CaptureManager")),
+    (
+        "tls engine",
+        ("server.py", "handshake.py", "record.py", "messages.py", "prf.py", "resumption.py")
+        + ("store.py", "tickets.py", "x25519", "certs.py", "session.py"),
+    ),
+    ("tls stage", ("stage.py",)),
+    ("tcp", ("stack.py", "endpoint.py", "sender.py", "receiver.py", "tcp.py", "cookie")),
+    ("checksum/ip", ("checksum.py", "ipv4.py", "ipv6.py", "ethernet.py")),
+    ("host stack", ("host.py", "arp.py", "icmp.py")),
+    ("tap syscalls", ("read_frames", "write_frame")),
+    ("loop/poll", ("loop.py", "poll.py")),
+]
+
+
+def component(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, keys in COMPONENTS:
+            if any(k in frame for k in keys):
+                return name
+    return "other"
 
 
 def workload(lab: BenchLab, name: str, seconds: int) -> None:
@@ -54,6 +79,7 @@ def workload(lab: BenchLab, name: str, seconds: int) -> None:
 def summarise(raw: Path) -> str:
     self_t: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    comps: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -62,10 +88,13 @@ def summarise(raw: Path) -> str:
         n = int(count)
         frames = [f.split(" (")[0] + " " + f.split("/")[-1].rstrip(")") for f in stack.split(";")]
         total += n
+        comps[component(frames)] += n
         self_t[frames[-1]] += n
         for f in set(frames):
             incl[f] += n
-    out = [f"{total} samples", "-- self --"]
+    out = [f"{total} samples", "-- by component --"]
+    out += [f"{n * 100 / total:5.1f}%  {c}" for c, n in comps.most_common()]
+    out += ["-- self --"]
     out += [f"{n * 100 / total:5.1f}%  {f}" for f, n in self_t.most_common(TOP)]
     out += ["-- inclusive --"]
     out += [f"{n * 100 / total:5.1f}%  {f}" for f, n in incl.most_common(TOP)]

@@ -194,3 +194,26 @@ def test_rounds_option_overrides_the_plan(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["info"]["plan"]["rounds"] == 4
     assert all(r["rounds"] == 4 for r in data["rows"])
+
+
+def test_profile_summary_by_component(tmp_path: Path) -> None:
+    """benchmarks/profile_lab.py: collapsed py-spy stacks -> shares by component and function."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "profile_lab", Path(__file__).resolve().parents[2] / "benchmarks" / "profile_lab.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw = tmp_path / "raw.txt"
+    loop = "run (nf/loop.py:83)"
+    raw.write_text(
+        f"{loop};receive_tcp (pipeline/tcp/stack.py:210);parse (pipeline/wire/tcp.py:92) 6\n"
+        f"{loop};poll_at (nf/runtime.py:237) 3\n"
+        f"{loop};_handle (plugins/tls/server.py:255) 1\n"
+    )
+    text = mod.summarise(raw)
+    assert text.startswith("10 samples")
+    comps = text.split("-- self --")[0]
+    assert " 60.0%  tcp" in comps and " 30.0%  timers" in comps and " 10.0%  tls engine" in comps
