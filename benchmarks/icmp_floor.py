@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import collections
 import ipaddress
+import os
 import select
 import signal
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -140,7 +142,14 @@ def inproc(n: int, rounds: int = 5) -> dict[str, tuple[float, float]]:
 
 
 # ---- on a TAP ------------------------------------------------------------------------------------
-def serve(tap: str, netns: str | None, ip: str, peers: list[str], seconds: float) -> int:
+def serve(
+    tap: str,
+    netns: str | None,
+    ip: str,
+    peers: list[str],
+    seconds: float,
+    own_netns: bool = False,
+) -> int:
     from pipeline.io.tap import TapPort
 
     def interrupted(signum: int, frame: object) -> None:
@@ -166,6 +175,8 @@ def serve(tap: str, netns: str | None, ip: str, peers: list[str], seconds: float
         pass
     finally:
         port.close()
+        if own_netns and netns is not None and os.path.exists(f"/var/run/netns/{netns}"):
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
     print(f"floor: answered {answered} frames")
     return 0
 
@@ -184,9 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--ip", default="192.0.2.10")
     s.add_argument("--peer", action="append", default=[])
     s.add_argument("--seconds", type=float, default=30.0)
+    s.add_argument(
+        "--own-netns",
+        action="store_true",
+        help="delete the namespace on exit even when it existed before (the caller made it)",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "serve":
-        return serve(args.tap, args.netns, args.ip, args.peer, args.seconds)
+        return serve(args.tap, args.netns, args.ip, args.peer, args.seconds, args.own_netns)
     for name, (host, floor) in inproc(args.n, args.rounds).items():
         print(
             f"{name:12s} host stack {host * 1e6:6.2f} us/frame   floor {floor * 1e6:6.2f} us/frame"

@@ -14,7 +14,7 @@ import sys
 
 from nf.bench.figures import Report
 from nf.bench.lab import PEER, ROOT, VIP, BenchLab, LabError, stop_process, wait_for_line
-from nf.bench.procs import cpu_seconds
+from nf.bench.procs import cpu_seconds, die_with_parent
 
 FLOOR_SCRIPT = ROOT / "benchmarks" / "icmp_floor.py"
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
@@ -40,6 +40,7 @@ def flood(netns: str, address: str, count: int, pid: int | None = None) -> tuple
         text=True,
         timeout=deadline + 30,
         stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
     cpu = cpu_seconds([pid]) - c0 if pid is not None else float("nan")
     sent, received, secs = parse_ping(r.stdout + r.stderr)
@@ -64,10 +65,24 @@ class Floor:
         if made.returncode != 0:
             raise LabError(f"ip netns add {self.netns}: {made.stderr.decode().strip()}")
         argv = [sys.executable, str(FLOOR_SCRIPT), "serve", "--tap", self.tap]
-        argv += ["--netns", self.netns, "--ip", VIP, "--peer", f"{PEER}/24", "--seconds", "1800"]
+        argv += [
+            "--netns",
+            self.netns,
+            "--ip",
+            VIP,
+            "--peer",
+            f"{PEER}/24",
+            "--seconds",
+            "1800",
+            "--own-netns",
+        ]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         if not wait_for_line(self.log, "floor: ready", self.proc, 20.0):
             self.stop()

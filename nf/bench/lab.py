@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nf.bench.procs import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 LAB_CONFIG = ROOT / "configs" / "lab.toml"
 CERT_DIR = LAB_CONFIG.parent / "certs"
@@ -137,6 +139,7 @@ class BenchLab:
             timeout=timeout,
             check=check,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
 
     def ns_popen(self, argv: Sequence[str], log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -147,6 +150,7 @@ class BenchLab:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         finally:
             if log is not None:
@@ -178,7 +182,12 @@ class BenchLab:
         log = self.workdir / "nf.log"
         with open(log, "wb") as out:
             self.nf_proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                preexec_fn=die_with_parent,
             )
         if not wait_for_line(log, "nf: ready", self.nf_proc, READY_TIMEOUT):
             stop_process(self.nf_proc)

@@ -13,6 +13,7 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MAX_DESCENDANTS = 64
+PR_SET_PDEATHSIG = 1
 
 
 def parse_stat(text: str) -> tuple[int, int]:
@@ -69,10 +70,28 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(descendants(pid))
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` for the servers a bench starts: the kernel sends them SIGTERM when the bench
+    process dies (``PR_SET_PDEATHSIG``), so an interrupted run cannot leave one behind even if it
+    was interrupted before it learnt the child's pid."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 def rss_bytes(pid: int | str = "self") -> int:
     """Resident set size of a process in bytes (from /proc/<pid>/statm)."""
     fields = Path(f"/proc/{pid}/statm").read_text().split()
     return int(fields[1]) * PAGE
 
 
-__all__ = ["cpu_seconds", "descendants", "parse_stat", "rss_bytes", "tree_cpu_seconds"]
+__all__ = [
+    "die_with_parent",
+    "cpu_seconds",
+    "descendants",
+    "parse_stat",
+    "rss_bytes",
+    "tree_cpu_seconds",
+]
