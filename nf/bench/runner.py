@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def run(subs: tuple[str, ...], plan: Plan, log: Callable[[str], None] = lambda s
 def _run_lab(subs: list[str], plan: Plan, report: Report, log: Callable[[str], None]) -> None:
     no_nginx = nginx_missing()
     with BenchLab(new_workdir()) as lab:
-        log(f"nf bench: lab {lab.netns} (workdir {lab.workdir})")
+        log(f"nf bench: lab {lab.netns} (workdir {lab.workdir}, kept if the run fails)")
         lab.start_nf()
         lab.add_veth()
         lab.start_kernel_echo(tcp.ECHO_PORT)
@@ -88,6 +89,8 @@ def _run_lab(subs: list[str], plan: Plan, report: Report, log: Callable[[str], N
         finally:
             if nginx is not None:
                 nginx.stop()
+    # Reached only when every sub-benchmark ran: the logs of a failed run stay for a post-mortem.
+    shutil.rmtree(lab.workdir, ignore_errors=True)
 
 
 __all__ = ["MIN_ROUNDS", "SUBS", "Plan", "run"]

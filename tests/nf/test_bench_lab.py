@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_sigterm_mid_run_removes_the_lab() -> None:
         while line and not line.startswith("nf bench: lab "):
             line = proc.stderr.readline()
         tag = _tag(line)
+        workdir = Path(line.split("(workdir ")[1].split(",")[0])
         ours = {f"nfb-{tag}", f"nfbf-{tag}"}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not ours <= _namespaces():
@@ -106,3 +108,5 @@ def test_sigterm_mid_run_removes_the_lab() -> None:
             proc.kill()
             proc.wait()
     assert not _namespaces() & ours
+    assert (workdir / "nf.log").exists()  # an interrupted run keeps its logs
+    shutil.rmtree(workdir)
