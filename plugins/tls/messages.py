@@ -186,10 +186,24 @@ def _vec(data: bytes, len_bytes: int, what: str) -> bytes:
 
 
 def _u16_list(data: bytes, what: str, len_bytes: int = 2) -> tuple[int, ...]:
-    v = _vec(data, len_bytes, what)
-    if len(v) % 2 or not v:
+    n = len(data) - len_bytes  # same checks as _vec, without the copy
+    if n < 0 or int.from_bytes(data[:len_bytes], "big") != n:
+        raise DecodeError(f"{what}: bad length")
+    if n % 2 or not n:
         raise DecodeError(f"{what}: bad list length")
-    return struct.unpack(f"!{len(v) // 2}H", v)
+    return struct.unpack_from(f"!{n // 2}H", data, len_bytes)
+
+
+def _groups(data: bytes) -> tuple[int, ...]:
+    return _u16_list(data, "supported_groups")
+
+
+def _signature_algorithms(data: bytes) -> tuple[int, ...]:
+    return _u16_list(data, "signature_algorithms")
+
+
+def _supported_versions(data: bytes) -> tuple[int, ...]:
+    return _u16_list(data, "supported_versions", 1)
 
 
 def _parse_sni(data: bytes) -> str | None:
@@ -253,18 +267,15 @@ def _point_formats(data: bytes) -> bytes:
 # extension code -> (HelloExtensions field, decoder); a dispatch table, one entry per extension
 _EXTENSION_DECODERS: dict[int, tuple[str, Callable[[bytes], object]]] = {
     ET.server_name: ("sni", _parse_sni),
-    ET.supported_groups: ("groups", lambda d: _u16_list(d, "supported_groups")),
+    ET.supported_groups: ("groups", _groups),
     ET.ec_point_formats: ("point_formats", _point_formats),
-    ET.signature_algorithms: (
-        "signature_algorithms",
-        lambda d: _u16_list(d, "signature_algorithms"),
-    ),
+    ET.signature_algorithms: ("signature_algorithms", _signature_algorithms),
     ET.alpn: ("alpn", _parse_alpn),
     ET.extended_master_secret: ("ems", lambda d: _parse_empty(d, "extended_master_secret")),
     ET.encrypt_then_mac: ("etm", lambda d: _parse_empty(d, "encrypt_then_mac")),
     ET.session_ticket: ("ticket", lambda d: d),
     ET.renegotiation_info: ("renegotiation_info", lambda d: _vec(d, 1, "renegotiation_info")),
-    ET.supported_versions: ("supported_versions", lambda d: _u16_list(d, "supported_versions", 1)),
+    ET.supported_versions: ("supported_versions", _supported_versions),
 }
 _DECODERS_BY_INT = {int(k): v for k, v in _EXTENSION_DECODERS.items()}
 
