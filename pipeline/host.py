@@ -115,7 +115,7 @@ class HostStack:
             ethertype = frame[12:14]
             if frame[0:6] == self.mac:  # hot paths: untagged unicast to us, no header objects
                 if ethertype == b"\x08\x00":
-                    self._receive_ipv4_unicast(memoryview(frame), now)
+                    self._receive_ipv4_unicast(frame, now)
                     return
                 if ethertype == b"\x08\x06":
                     self._receive_arp(memoryview(frame), now)
@@ -161,8 +161,12 @@ class HostStack:
         return out
 
     def poll_at(self) -> float | None:
-        deadlines = [t for t in (self.pending.poll_at(), self._tcp_poll_at()) if t is not None]
-        return min(deadlines) if deadlines else None
+        t = self.pending.poll_at()  # called twice per loop turn: no list, no min()
+        if self.tcp is not None:
+            u = self._tcp_poll_at()
+            if u is not None and (t is None or u < t):
+                t = u
+        return t
 
     def handle_timer(self, now: float) -> None:
         self._now = now
@@ -207,21 +211,24 @@ class HostStack:
             self.counters["arp.replies_received"] += 1
 
     # ---- IPv4 ------------------------------------------------------------------------------
-    def _receive_ipv4_unicast(self, frame: memoryview, now: float) -> None:
-        """Untagged IPv4 to our MAC, checked straight from the frame's bytes (no header objects)."""
+    def _receive_ipv4_unicast(self, frame: bytes | memoryview, now: float) -> None:
+        """Untagged IPv4 to our MAC, checked straight from the frame's bytes (no header objects).
+
+        ``frame`` stays what the port gave (usually ``bytes``: slicing it for the checksums and
+        the reply costs no extra copy); TCP gets a memoryview of its segment."""
         if frame[6] & 1:
             raise WireError("bad_source", "multicast source MAC")
         hlen, total, _tos, _ident, _frag, _ttl, proto, src, dst = ipv4.check_header(frame, 14)
         if dst not in self.v4:
             raise WireError("not_for_us", "IPv4 destination")
-        if not ipv4.is_unicast_v4(src) or src in self.v4:
+        if not 0 < src[0] < 224 or src in self.v4:  # ipv4.is_unicast_v4, inlined (hot path)
             raise WireError("bad_source", "IPv4 source")
         self._learn(src, bytes(frame[6:12]), now)
-        if proto == ipv4.PROTO_ICMP:
+        if proto == 1:  # ipv4.PROTO_ICMP
             self._transmit(icmp.echo_reply_v4(frame, 14, hlen, total, self.mac), now)
             self.counters["icmp.echo_replied"] += 1
         elif proto == ipv4.PROTO_TCP:
-            self._deliver_tcp(src, dst, frame[14 + hlen : 14 + total], now)
+            self._deliver_tcp(src, dst, memoryview(frame)[14 + hlen : 14 + total], now)
         elif proto == ipv4.PROTO_UDP:
             UdpRepr.parse(frame[14 + hlen : 14 + total], src, dst)
             raise WireError("unsupported", "UDP")

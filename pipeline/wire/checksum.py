@@ -8,18 +8,19 @@ def ones_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
 
     The whole buffer is read as one big integer: since 2^16 ≡ 1 (mod 0xFFFF), its residue mod
     0xFFFF equals the one's-complement sum of its 16-bit words, with 0xFFFF standing for a
-    non-zero multiple. One C-level pass instead of a Python loop per word.
+    non-zero multiple. One C-level pass instead of a Python loop per word; an odd length is
+    padded by shifting the integer, not by copying the bytes.
     """
-    b = bytes(data)
-    if len(b) & 1:
-        b += b"\x00"
-    total = int.from_bytes(b, "big")
+    total = int.from_bytes(data, "big")
+    if len(data) & 1:
+        total <<= 8
     s = total % 0xFFFF
     if s == 0 and total:
         s = 0xFFFF
-    s += start
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
+    if start:
+        s += start
+        while s > 0xFFFF:
+            s = (s & 0xFFFF) + (s >> 16)
     return s
 
 

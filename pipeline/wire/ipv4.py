@@ -83,7 +83,7 @@ def build_header(
 
 
 def check_header(
-    view: memoryview, off: int = 0
+    view: bytes | bytearray | memoryview, off: int = 0
 ) -> tuple[int, int, int, int, int, int, int, bytes, bytes]:
     """Every check of ``Ipv4Repr.parse`` on the packet at ``view[off:]``, without building it.
 
