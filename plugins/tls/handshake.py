@@ -227,13 +227,12 @@ def _choose_group(hs: Handshake, client_groups: tuple[int, ...] | None) -> int |
 
 
 def _suite_order(hs: Handshake, offered: tuple[int, ...]) -> list[CipherSuite]:
+    # A profile's codes are validated against ciphers.SUITES: every enabled code has a suite.
     profile = hs.runtime.profile
     if profile.server_cipher_preference:
-        codes = [c for c in profile.cipher_codes if c in offered]
-    else:
-        enabled_set = profile.cipher_code_set
-        codes = [c for c in offered if c in enabled_set]
-    return [SUITES_BY_CODE[c] for c in codes if c in SUITES_BY_CODE]
+        return [SUITES_BY_CODE[c] for c in profile.cipher_codes if c in offered]
+    enabled_set = profile.cipher_code_set
+    return [SUITES_BY_CODE[c] for c in offered if c in enabled_set]
 
 
 def _choose_alpn(hs: Handshake, client: tuple[str, ...] | None) -> str | None:

@@ -24,6 +24,11 @@ MASTER_SECRET_LEN = 48
 MAX_ENCODED_LEN = 1024
 
 
+# One packer for every encode (``msgpack.packb`` builds a Packer per call); autoreset: each
+# ``pack`` returns just that object's bytes. The engine is single-threaded per process.
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 @dataclass(frozen=True, slots=True)
 class SessionState:
     """What a resumed handshake needs. ``created`` is wall-clock seconds at the full handshake."""
@@ -37,7 +42,7 @@ class SessionState:
     created: float
 
     def encode(self) -> bytes:
-        out: bytes = msgpack.packb(
+        out: bytes = _PACKER.pack(
             [
                 self.version,
                 self.cipher_suite,
@@ -46,8 +51,7 @@ class SessionState:
                 self.sni,
                 self.alpn,
                 self.created,
-            ],
-            use_bin_type=True,
+            ]
         )
         return out
 
