@@ -22,6 +22,21 @@ prepared outside the timed loop. Not in the floor: verifying our own signature (
 the session cache (not cryptography). The PRF is ``plugins.tls.prf`` (HMAC with precomputed pads,
 the fastest HMAC here: ``hmac.digest`` one-shot costs twice as much); if the engine found a
 faster PRF, the floor would get faster with it.
+
+Where the server's time goes (py-spy --native, server alone replaying recorded client flights,
+2-core shared VM, November 2026; server-only µs: full ECDSA ~195, full RSA ~440, resumed by ID
+~51, by ticket ~59):
+
+* full ECDSA: cryptography 45% (x25519 keygen + exchange ~60 µs, ECDSA sign ~25 µs), handshake
+  states 10%, codecs 8%, record layer 8%, connection dispatch/events 8%, hashlib (PRF,
+  transcript) 7%, resumption/cache 5%, GC 4%;
+* full RSA: cryptography 72% (RSA-2048 sign ~300 µs), the rest as above;
+* resumed: codecs 20% (ClientHello + extensions ~6 µs), connection 15%, hashlib 15%, record
+  layer 12%, states 9%, resumption (cache or ticket open, state decode) 7-12%, AEAD 7%, GC 5%.
+
+This benchmark times the server interleaved with the ``ssl`` client, so the server runs with
+caches the client has just used: about 45 µs more per resumed handshake (and 70 µs per full one)
+than the same server code replayed in a tight loop, while the floor is measured in a tight loop.
 """
 
 from __future__ import annotations
