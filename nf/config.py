@@ -35,6 +35,7 @@ class InterfaceConfig:
     netns: str | None = None
     peer_address: tuple[str, ...] = ()
     path: str | None = None  # pcap source file
+    offload: bool = False  # TAP: virtio_net_hdr, checksum offload and TSO (pipeline.io.tap)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def _address(value: Any, path: str) -> IPAddress:
 
 # ---- sections --------------------------------------------------------------------------------
 def _interface(t: Mapping[str, Any], path: str = "interface") -> InterfaceConfig:
-    _check_keys(t, {"kind", "name", "mac", "mtu", "netns", "peer_address", "path"}, path)
+    _check_keys(t, {"kind", "name", "mac", "mtu", "netns", "peer_address", "path", "offload"}, path)
     kind = _str(t.get("kind", "tap"), f"{path}.kind")
     if kind not in INTERFACE_KINDS:
         raise ConfigError(f"{path}.kind", f"must be one of {', '.join(INTERFACE_KINDS)}", kind)
@@ -143,9 +144,9 @@ def _interface(t: Mapping[str, Any], path: str = "interface") -> InterfaceConfig
     src = t.get("path")
     if kind == "pcap" and src is None:
         raise ConfigError(f"{path}.path", "a pcap interface needs the capture file to replay", None)
-    return InterfaceConfig(
-        kind, name, mac, mtu, netns, peers, None if src is None else _str(src, f"{path}.path")
-    )
+    source = None if src is None else _str(src, f"{path}.path")
+    offload = _bool(t.get("offload", False), f"{path}.offload")
+    return InterfaceConfig(kind, name, mac, mtu, netns, peers, source, offload)
 
 
 def _vips(value: Any, path: str = "vips") -> tuple[IPAddress, ...]:

@@ -190,7 +190,11 @@ class Runtime:
                 from pipeline.io.tap import TapPort
 
                 self.port = TapPort(
-                    iface.name, mtu=iface.mtu, netns=iface.netns, peer_address=iface.peer_address
+                    iface.name,
+                    mtu=iface.mtu,
+                    netns=iface.netns,
+                    peer_address=iface.peer_address,
+                    offload=iface.offload,
                 ).open()
             elif iface.kind == "pcap":
                 from pipeline.io.pcap import PcapSource

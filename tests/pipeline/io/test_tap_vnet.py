@@ -1,0 +1,89 @@
+"""TAP offload: frames behind a virtio_net_hdr, partial checksums completed the way the kernel
+leaves them (pseudo-header sum in the field, NEEDS_CSUM, csum_start/csum_offset)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.io.tap import VNET_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_LEN, from_vnet
+from pipeline.wire.checksum import ones_sum, pseudo_header_sum, verify
+from pipeline.wire.ipv4 import PROTO_TCP, build_header
+from pipeline.wire.ipv6 import Ipv6Repr
+from pipeline.wire.tcp import TcpRepr
+
+SRC4, DST4 = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 10])
+SRC6, DST6 = bytes.fromhex("20010db8" + "0" * 23 + "1"), bytes.fromhex("20010db8" + "0" * 23 + "a")
+ETH4 = bytes.fromhex("02000000aa0102000000bb020800")
+ETH6 = bytes.fromhex("02000000aa0102000000bb0286dd")
+GSO_TCPV4, GSO_TCPV6 = 1, 4
+
+
+def _segment(src: bytes, dst: bytes, size: int, seed: int) -> bytes:
+    payload = random.Random(seed).randbytes(size)
+    seg = TcpRepr(40000, 7, 1000, 2000, 0x18, 500, payload, timestamp=(5, 6))
+    return seg.emit(src, dst)
+
+
+def _partial(segment: bytes, src: bytes, dst: bytes) -> bytes:
+    """What the kernel hands over: the checksum field holds the folded pseudo-header sum."""
+    psum = pseudo_header_sum(src, dst, PROTO_TCP, len(segment))
+    return segment[:16] + psum.to_bytes(2, "big") + segment[18:]
+
+
+def _vnet(flags: int, gso_type: int, gso_size: int, start: int, offset: int) -> bytes:
+    return VNET_HDR.pack(flags, gso_type, start + 32, gso_size, start, offset)
+
+
+def test_plain_frame_is_returned_unchanged() -> None:
+    seg = _segment(SRC4, DST4, 100, 1)
+    frame = ETH4 + build_header(SRC4, DST4, PROTO_TCP, len(seg), 1) + seg
+    assert from_vnet(bytes(VNET_HDR_LEN) + frame) == (frame, False)
+
+
+def test_ipv4_super_segment_checksum_completed() -> None:
+    seg = _segment(SRC4, DST4, 60000, 2)  # a TSO super-segment: 41 MSS of data in one frame
+    ip = build_header(SRC4, DST4, PROTO_TCP, len(seg), 7)
+    frame = ETH4 + ip + _partial(seg, SRC4, DST4)
+    out = from_vnet(_vnet(VNET_F_NEEDS_CSUM, GSO_TCPV4, 1448, 34, 16) + frame)
+    assert out is not None
+    got, completed = out
+    assert completed
+    assert got == ETH4 + ip + seg  # byte for byte what a full checksum computation gives
+    tcp = got[34:]
+    assert verify(tcp, pseudo_header_sum(SRC4, DST4, PROTO_TCP, len(tcp)))
+
+
+def test_ipv6_segment_checksum_completed() -> None:
+    seg = _segment(SRC6, DST6, 3001, 3)  # odd length
+    ip = Ipv6Repr(SRC6, DST6, PROTO_TCP, len(seg)).emit(seg)[:40]
+    frame = ETH6 + ip + _partial(seg, SRC6, DST6)
+    out = from_vnet(_vnet(VNET_F_NEEDS_CSUM, GSO_TCPV6, 1428, 54, 16) + frame)
+    assert out == (ETH6 + ip + seg, True)
+
+
+def test_computed_zero_is_written_as_all_ones() -> None:
+    # A "segment" whose full checksum comes out 0x0000: the field must read 0xFFFF, which
+    # verifies just the same (one's complement has two zeros).
+    body = bytearray(b"\x12\x34" * 8 + b"\x00\x00" + b"\x00" * 2)
+    s = ones_sum(bytes(body))
+    body[-2:] = (~s & 0xFFFF).to_bytes(2, "big")  # now the whole sums to 0xFFFF
+    out = from_vnet(_vnet(VNET_F_NEEDS_CSUM, 0, 0, 0, 16) + bytes(body))
+    assert out is not None
+    assert out[0][16:18] == b"\xff\xff"
+    assert verify(out[0])
+
+
+def test_checksum_field_beyond_the_frame_is_refused() -> None:
+    frame = ETH4 + bytes(40)
+    assert from_vnet(_vnet(VNET_F_NEEDS_CSUM, 0, 0, 34, 16)) is None  # header only
+    assert from_vnet(_vnet(VNET_F_NEEDS_CSUM, 0, 0, 60, 16) + frame) is None
+    assert from_vnet(b"\x01\x00\x00") is None  # shorter than the header
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_give_a_frame_or_none(raw: bytes) -> None:
+    out = from_vnet(raw)
+    assert out is None or (isinstance(out[0], bytes) and len(out[0]) == len(raw) - VNET_HDR_LEN)
