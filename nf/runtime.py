@@ -82,6 +82,7 @@ class Runtime:
             bus=self.bus,
             rng=self.rng,
             mtu=cfg.interface.mtu,
+            gso=cfg.interface.offload and cfg.interface.kind == "tap",
         )
         self.host = HostStack(
             cfg.interface.mac,

@@ -27,6 +27,7 @@ from pipeline.wire.ethernet import (
     EthernetRepr,
     ipv6_multicast_mac,
 )
+from pipeline.wire.gso import gso
 from pipeline.wire.icmpv6 import NdiscRepr
 from pipeline.wire.ipv4 import Ipv4Repr
 from pipeline.wire.ipv6 import Ipv6Repr
@@ -361,15 +362,16 @@ class HostStack:
 
     def _send_ip(self, src: bytes, dst: bytes, proto: int, l4: bytes, now: float) -> None:
         """Frame an upper-layer message from one of our addresses, resolving ``dst``."""
+        gso_size = getattr(l4, "gso_size", 0)  # a super-segment the port's offload will cut
         if len(src) == 4 and src in self.v4 and len(dst) == 4:
-            if 20 + len(l4) > self.mtu:
+            if 20 + len(l4) > self.mtu and not gso_size:
                 self.counters["drop.too_big"] += 1
                 return
             self._ident = ident = (self._ident + 1) & 0xFFFF
             packet = ipv4.build_header(src, dst, proto, len(l4), ident) + l4
             ethertype = _ETHERTYPE_IPV4
         elif len(src) == 16 and src in self.v6 and len(dst) == 16:
-            if 40 + len(l4) > self.mtu:
+            if 40 + len(l4) > self.mtu and not gso_size:
                 self.counters["drop.too_big"] += 1
                 return
             packet = Ipv6Repr(src, dst, proto, len(l4)).emit(l4)
@@ -379,7 +381,10 @@ class HostStack:
             return
         mac = self.neighbours.lookup(dst)
         if mac is not None:
-            self._transmit(mac + self.mac + ethertype + packet, now)
+            frame = mac + self.mac + ethertype + packet
+            self._transmit(gso(frame, gso_size) if gso_size else frame, now)
+        elif gso_size:  # not queued: a resolved neighbour's frame would lose its offload mark
+            self.counters["drop.too_big"] += 1
         elif self.pending.enqueue(dst, src, packet, now):
             self._probe(dst, src, now)
 

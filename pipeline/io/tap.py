@@ -8,7 +8,9 @@ and the device offers checksum offload and TSO (``TUNSETOFFLOAD``), as wireguard
 kernel's TCP then hands over segments of up to 64 KiB (one frame instead of ~45) with the TCP/UDP
 checksum left partial. ``read_frames`` strips the header and completes such a checksum, so the
 frames it returns are ordinary, fully checksummed Ethernet frames, only larger than the MTU;
-``write_frame`` prefixes an all-zero header (nothing offloaded on the way out).
+``write_frame`` prefixes an all-zero header, except for a TCP super-segment from our own stack
+(``pipeline.wire.gso.GsoBytes``): that one goes out as TSO (``gso_size`` payload bytes per wire
+segment, checksum left to the kernel), one write instead of ~40.
 A device this class creates is *non-persistent*: the kernel removes it when our descriptor closes,
 so a crash (even SIGKILL) cannot leak it. A namespace it creates is deleted on ``close()``. A
 pre-existing device or namespace is attached to and left in place.
@@ -27,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pipeline.wire.checksum import ones_sum
+from pipeline.wire.checksum import ones_sum, pseudo_header_sum
 
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
@@ -42,6 +44,8 @@ TUN_F_TSO6 = 0x04
 VNET_HDR = struct.Struct("<BBHHHH")  # virtio_net_hdr (little-endian, as tun uses on x86/arm)
 VNET_HDR_LEN = VNET_HDR.size  # 10
 VNET_F_NEEDS_CSUM = 0x01
+VNET_GSO_TCPV4 = 1
+VNET_GSO_TCPV6 = 4
 VNET_NONE = bytes(VNET_HDR_LEN)
 MAX_GSO_FRAME = 14 + 4 + 65535  # Ethernet (+ a tag) and the largest IP packet
 IFNAMSIZ = 16
@@ -106,6 +110,31 @@ def from_vnet(raw: bytes) -> tuple[bytes, bool] | None:
     return bytes(buf), True
 
 
+def to_vnet_gso(
+    frame: bytes | bytearray | memoryview, gso_size: int
+) -> tuple[bytes | memoryview, ...] | None:
+    """``writev`` parts sending an untagged IPv4/IPv6 TCP super-segment as TSO: a header asking
+    the kernel to cut it into ``gso_size``-byte segments, the frame with its TCP checksum field
+    holding the pseudo-header sum (CHECKSUM_PARTIAL, as the kernel itself leaves it). None when
+    the frame is not such a segment (it is then written as it is)."""
+    view = memoryview(frame)
+    ethertype = bytes(view[12:14])
+    if ethertype == b"\x08\x00" and len(view) >= 34 and view[23] == 6:
+        l4, gso_type = 14 + (view[14] & 0x0F) * 4, VNET_GSO_TCPV4
+        src, dst = bytes(view[26:30]), bytes(view[30:34])
+    elif ethertype == b"\x86\xdd" and len(view) >= 54 and view[20] == 6:
+        l4, gso_type = 54, VNET_GSO_TCPV6
+        src, dst = bytes(view[22:38]), bytes(view[38:54])
+    else:
+        return None
+    if len(view) < l4 + 20:
+        return None
+    hdr_len = l4 + (view[l4 + 12] >> 4) * 4
+    psum = pseudo_header_sum(src, dst, 6, len(view) - l4)
+    vnet = VNET_HDR.pack(VNET_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, l4, 16)
+    return vnet, view[: l4 + 16], psum.to_bytes(2, "big"), view[l4 + 18 :]
+
+
 class TapPort:
     """A TAP device as a frame source and sink (``read_frames``/``write_frame``/``fileno``)."""
 
@@ -130,6 +159,7 @@ class TapPort:
         self.rx_gso_frames = 0  # offload: frames longer than one MTU (kernel TSO/GSO)
         self.rx_csum_completed = 0  # offload: partial checksums we completed
         self.rx_bad_vnet = 0  # offload: header we could not honour; frame dropped
+        self.tx_gso_frames = 0  # offload: super-segments handed to the kernel to cut
         self._bufsize = VNET_HDR_LEN + MAX_GSO_FRAME if offload else max(mtu + 64, 2048)
 
     # ---- set-up ----------------------------------------------------------------------------
@@ -296,7 +326,11 @@ class TapPort:
     def write_frame(self, frame: bytes | bytearray | memoryview) -> bool:
         try:
             if self.offload:
-                os.writev(self.fileno(), (VNET_NONE, frame))
+                gso_size = getattr(frame, "gso_size", 0)
+                parts = to_vnet_gso(frame, gso_size) if gso_size else None
+                os.writev(self.fileno(), parts or (VNET_NONE, frame))
+                if parts:
+                    self.tx_gso_frames += 1
             else:
                 os.write(self.fileno(), frame)
         except (BlockingIOError, InterruptedError):
@@ -323,6 +357,8 @@ class TapPort:
             "rx_gso_frames": self.rx_gso_frames,
             "rx_csum_completed": self.rx_csum_completed,
             "rx_bad_vnet": self.rx_bad_vnet,
+            "tx_gso_frames": self.tx_gso_frames,
+            "write_drops": self.write_drops,
         }
 
     def close(self) -> None:

@@ -281,7 +281,12 @@ class TcpSender(Tcb):
             else:
                 # the peer's right edge is relative to the ACK that carried the window
                 edge = min(self.snd_wl2 + self.snd_wnd, self.snd_una + self.cwnd)
-                n = min(unsent, room, edge - nxt)
+                cap = room
+                if self.gso_max and not sack and self.gso_max > 2 * room:
+                    cap = self.gso_max // room * room  # whole wire segments, cut by the kernel
+                n = min(unsent, cap, edge - nxt)
+                if n > room and n < unsent:
+                    n -= n % room  # whole segments; the tail waits, as it would without offload
                 if n <= 0:
                     return None
                 if n < unsent and n < room and n < self.max_snd_wnd // 2:

@@ -25,10 +25,12 @@ from pipeline.tcp.endpoint import TcpEndpoint
 from pipeline.tcp.seq import MASK
 from pipeline.tcp.tcb import State
 from pipeline.wire.checksum import pseudo_header_sum, verify
+from pipeline.wire.gso import gso
 from pipeline.wire.tcp import ACK, HEADER_LEN, PROTO_TCP, RST, SYN, TcpRepr
 
 FlowKey = tuple[bytes, int, bytes, int]  # (client address, client port, vip address, vip port)
 Output = tuple[bytes, bytes, bytes]  # (src address, dst address, TCP segment)
+GSO_MAX_PAYLOAD = 62000  # payload of one super-segment: IPv4/IPv6 + TCP headers stay < 64 KiB
 
 
 def addr_str(addr: bytes) -> str:
@@ -135,8 +137,11 @@ class TcpStack:
         bus: EventBus,
         rng: Callable[[int], bytes],
         mtu: int = 1500,
+        gso: bool = False,
     ) -> None:
         self.config = config
+        # with a segmentation-offloading port, new data leaves in super-segments
+        self.gso_max = GSO_MAX_PAYLOAD if gso else 0
         self.counters = counters
         self.bus = bus
         self.rng = rng
@@ -317,8 +322,12 @@ class TcpStack:
         if segs:
             client, vip = flow.key[0], flow.key[2]
             out = self._out
+            room = ep.mss - (12 if ep.ts_ok else 0) if ep.gso_max else 1 << 30
             for seg in segs:
-                out.append((vip, client, seg.emit(vip, client)))
+                data = seg.emit(vip, client)
+                if len(seg.payload) > room:
+                    data = gso(data, room)
+                out.append((vip, client, data))
             self.counters["tcp.segments_out"] += len(segs)
         state = ep.state
         if (state is State.CLOSED or state is State.TIME_WAIT) and not flow.closed:
@@ -513,6 +522,7 @@ class TcpStack:
 
     def _add_flow(self, key: FlowKey, ep: TcpEndpoint, chain: StreamChain) -> Flow:
         self._conn_ids += 1
+        ep.gso_max = self.gso_max
         flow = Flow(key, ep, chain, self._conn_ids)
         flow.embryonic = False
         self._flows[key] = flow

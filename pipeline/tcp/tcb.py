@@ -91,6 +91,9 @@ class Tcb:
         self.snd_wl1 = self.snd_wl2 = 0
         self.snd_wscale = 0
         self.mss = min(DEFAULT_MSS, mss)
+        # new data may go out in segments of up to this many payload bytes (whole MSS
+        # multiples) that the kernel segments (TAP offload); 0: never more than one MSS
+        self.gso_max = 0
         # Queued bytes are sbuf[sbuf_head:]; acknowledged bytes are dropped lazily (compacting
         # when the dead prefix dominates), so trimming stays amortised O(1) per byte.
         self.sbuf = bytearray()

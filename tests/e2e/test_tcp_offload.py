@@ -49,13 +49,16 @@ def test_offload_pings_echoes_and_super_segments(
         after_v4 = interface_status(lab)
         assert after_v4["rx_gso_frames"] > before["rx_gso_frames"], after_v4  # TSO reached us
         assert after_v4["rx_csum_completed"] > 0, after_v4
+        assert after_v4["tx_gso_frames"] > before["tx_gso_frames"], after_v4  # and TSO out
 
         res = run_json(lab, ECHO_CLIENT, "2001:db8::10", 7, 2_000_000, 12, "full", "120")
         assert res["ok"] and res["got"] == 2_000_000, res
         after_v6 = interface_status(lab)
         assert after_v6["rx_gso_frames"] > after_v4["rx_gso_frames"], after_v6
+        assert after_v6["tx_gso_frames"] > after_v4["tx_gso_frames"], after_v6
 
         res = run_json(lab, MANY_CLIENTS, VIP, 7, 100, 50_000)
         assert res["ok"] == 100, res
-        assert interface_status(lab)["rx_bad_vnet"] == 0
+        final = interface_status(lab)
+        assert final["rx_bad_vnet"] == 0 and final["write_drops"] == 0, final
         assert lab.alive()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.io.tap import VNET_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_LEN, from_vnet
+from pipeline.io.tap import VNET_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_LEN, from_vnet, to_vnet_gso
 from pipeline.wire.checksum import ones_sum, pseudo_header_sum, verify
 from pipeline.wire.ipv4 import PROTO_TCP, build_header
 from pipeline.wire.ipv6 import Ipv6Repr
@@ -87,3 +88,32 @@ def test_checksum_field_beyond_the_frame_is_refused() -> None:
 def test_random_bytes_give_a_frame_or_none(raw: bytes) -> None:
     out = from_vnet(raw)
     assert out is None or (isinstance(out[0], bytes) and len(out[0]) == len(raw) - VNET_HDR_LEN)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_tso_frame_round_trips_through_the_kernel_convention(version: int) -> None:
+    src, dst = (SRC4, DST4) if version == 4 else (SRC6, DST6)
+    seg = _segment(src, dst, 14000, 4)
+    if version == 4:
+        frame = ETH4 + build_header(src, dst, PROTO_TCP, len(seg), 9) + seg
+    else:
+        frame = ETH6 + Ipv6Repr(src, dst, PROTO_TCP, len(seg)).emit(seg)
+    parts = to_vnet_gso(frame, 1400)
+    assert parts is not None
+    raw = b"".join(bytes(p) for p in parts)
+    flags, gso_type, hdr_len, gso_size, start, offset = VNET_HDR.unpack_from(raw)
+    l4 = 34 if version == 4 else 54
+    assert (flags, gso_type, gso_size, start, offset) == (
+        VNET_F_NEEDS_CSUM, 1 if version == 4 else 4, 1400, l4, 16,
+    )  # fmt: skip
+    assert hdr_len == l4 + 32  # TCP header with the timestamp option
+    body = raw[VNET_HDR_LEN:]
+    assert body[l4 + 16 : l4 + 18] == pseudo_header_sum(src, dst, PROTO_TCP, len(seg)).to_bytes(
+        2, "big"
+    )
+    assert from_vnet(raw) == (frame, True)  # completing it gives back the full checksum
+
+
+def test_tso_refuses_what_is_not_tcp() -> None:
+    assert to_vnet_gso(ETH4 + bytes(40), 1400) is None  # protocol 0
+    assert to_vnet_gso(ETH4[:12] + b"\x08\x06" + bytes(40), 1400) is None  # ARP
