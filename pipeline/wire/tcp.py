@@ -130,8 +130,12 @@ class TcpRepr:
     def header_len(self) -> int:
         return HEADER_LEN + len(self.options_bytes())
 
-    def emit(self, src: bytes, dst: bytes) -> bytes:
-        """The segment with its checksum over the IPv4/IPv6 pseudo-header of ``src``/``dst``."""
+    def emit(self, src: bytes, dst: bytes, *, partial: bool = False) -> bytes:
+        """The segment with its checksum over the IPv4/IPv6 pseudo-header of ``src``/``dst``.
+
+        ``partial``: the checksum field holds only the pseudo-header sum, for a super-segment
+        whose checksum the kernel computes (CHECKSUM_PARTIAL; see ``pipeline.wire.gso``).
+        """
         opts = self.options_bytes() if self._has_options() else b""
         hlen = HEADER_LEN + len(opts)
         buf = bytearray(hlen + len(self.payload))
@@ -150,7 +154,8 @@ class TcpRepr:
         )
         buf[HEADER_LEN:hlen] = opts
         buf[hlen:] = self.payload
-        csum = checksum(buf, pseudo_header_sum(src, dst, PROTO_TCP, len(buf)))
+        psum = pseudo_header_sum(src, dst, PROTO_TCP, len(buf))
+        csum = psum if partial else checksum(buf, psum)
         buf[16] = csum >> 8
         buf[17] = csum & 0xFF
         return bytes(buf)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.io.tap import VNET_F_NEEDS_CSUM, VNET_HDR, VNET_HDR_LEN, from_vnet, to_vnet_gso
 from pipeline.wire.checksum import ones_sum, pseudo_header_sum, verify
+from pipeline.wire.gso import ChecksumOk
 from pipeline.wire.ipv4 import PROTO_TCP, build_header
 from pipeline.wire.ipv6 import Ipv6Repr
 from pipeline.wire.tcp import TcpRepr
@@ -51,7 +52,7 @@ def test_ipv4_super_segment_checksum_completed() -> None:
     out = from_vnet(_vnet(VNET_F_NEEDS_CSUM, GSO_TCPV4, 1448, 34, 16) + frame)
     assert out is not None
     got, completed = out
-    assert completed
+    assert completed and isinstance(got, ChecksumOk)  # the transport will not sum it again
     assert got == ETH4 + ip + seg  # byte for byte what a full checksum computation gives
     tcp = got[34:]
     assert verify(tcp, pseudo_header_sum(SRC4, DST4, PROTO_TCP, len(tcp)))
@@ -117,3 +118,12 @@ def test_tso_frame_round_trips_through_the_kernel_convention(version: int) -> No
 def test_tso_refuses_what_is_not_tcp() -> None:
     assert to_vnet_gso(ETH4 + bytes(40), 1400) is None  # protocol 0
     assert to_vnet_gso(ETH4[:12] + b"\x08\x06" + bytes(40), 1400) is None  # ARP
+
+
+def test_data_valid_frame_is_vouched_for_unchanged() -> None:
+    seg = _segment(SRC4, DST4, 100, 5)
+    frame = ETH4 + build_header(SRC4, DST4, PROTO_TCP, len(seg), 1) + seg
+    out = from_vnet(_vnet(0x02, 0, 0, 0, 0) + frame)  # VIRTIO_NET_HDR_F_DATA_VALID
+    assert out == (frame, False) and isinstance(out[0], ChecksumOk)
+    plain = from_vnet(bytes(VNET_HDR_LEN) + frame)
+    assert plain is not None and not isinstance(plain[0], ChecksumOk)
