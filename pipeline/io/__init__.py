@@ -4,6 +4,9 @@
 implement both protocols. A source without a file descriptor (``fileno() -> None``) is drained by
 the loop instead of polled; a timed source yields ``(timestamp, frame)`` pairs whose timestamps
 the loop uses as ``now``.
+
+A sink may receive ``pipeline.wire.gso.GsoBytes`` (a TCP super-segment larger than the MTU) only
+when the TCP stack was built with ``gso=True``, i.e. for a ``TapPort`` with ``offload=True``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ reasons live in ``pipeline.wire.drops.DROP_REASONS``). Addresses are packed ``by
 from pipeline.wire.arp import ArpRepr
 from pipeline.wire.drops import DROP_REASONS, WireError, reason_of
 from pipeline.wire.ethernet import EthernetRepr, mac_str
+from pipeline.wire.gso import ChecksumOk, GsoBytes
 from pipeline.wire.icmp import IcmpEchoRepr
 from pipeline.wire.icmpv6 import Icmpv6EchoRepr, NdiscRepr
 from pipeline.wire.ipv4 import Ipv4Repr, ipv4_str
@@ -16,7 +17,9 @@ from pipeline.wire.udp import UdpRepr
 __all__ = [
     "DROP_REASONS",
     "ArpRepr",
+    "ChecksumOk",
     "EthernetRepr",
+    "GsoBytes",
     "IcmpEchoRepr",
     "Icmpv6EchoRepr",
     "Ipv4Repr",
