@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pipeline.wire.checksum import checksum
+from pipeline.wire.checksum import checksum, ones_sum
 from pipeline.wire.drops import WireError
 
 ECHO_REPLY = 0
@@ -80,14 +80,19 @@ def echo_reply_v4(
     type_, code, icsum = _ICMP_HEAD.unpack_from(frame, start)
     if type_ != ECHO_REQUEST:
         raise WireError("unsupported", f"ICMP type {type_}")
-    if checksum(frame[start:end]) != 0:
+    if ones_sum(frame[start:end]) != 0xFFFF:  # checksum(...) != 0, one call less
         raise WireError("bad_checksum", "ICMP checksum")
     _vihl, tos, _total, ident, frag, ttl, proto, ipcsum, src, dst = _IP.unpack_from(frame, l3)
     if hlen == HEADER_LEN_IP:  # same header, addresses swapped (sum unchanged), new TTL
-        ipcsum = patch_checksum(ipcsum, (ttl << 8) | proto, (DEFAULT_TTL << 8) | proto)
+        if ttl != DEFAULT_TTL:
+            ipcsum = patch_checksum(ipcsum, (ttl << 8) | proto, (DEFAULT_TTL << 8) | proto)
     else:  # options are not echoed: a fresh 20-byte header
         ipcsum = checksum(_IP.pack(0x45, tos, 20 + n, ident, frag, DEFAULT_TTL, proto, 0, dst, src))
-    icsum = patch_checksum(icsum, (ECHO_REQUEST << 8) | code, (ECHO_REPLY << 8) | code)
+    # type 8 -> 0 lowers the first word by 0x0800: RFC 1624 eqn. 3 inlined (patch_checksum)
+    s = (~icsum & 0xFFFF) + (~((ECHO_REQUEST << 8) | code) & 0xFFFF) + code
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    icsum = (~s & 0xFFFF) or 0xFFFF
     head = _REPLY_HEAD.pack(
         bytes(frame[6:12]), our_mac, 0x0800,
         0x45, tos, 20 + n, ident, frag, DEFAULT_TTL, proto, ipcsum, dst, src,

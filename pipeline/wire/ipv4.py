@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from pipeline.errors import ApiError
-from pipeline.wire.checksum import checksum
+from pipeline.wire.checksum import checksum, ones_sum
 from pipeline.wire.drops import WireError
 
 PROTO_ICMP = 1
@@ -105,7 +105,7 @@ def check_header(
         raise WireError("bad_length", f"IPv4 total length {total} below header length {hlen}")
     if total > have:
         raise WireError("truncated", f"IPv4 total length {total}, have {have}")
-    if checksum(view[off : off + hlen]) != 0:
+    if ones_sum(view[off : off + hlen]) != 0xFFFF:  # i.e. checksum(...) != 0, one call less
         raise WireError("bad_checksum", "IPv4 header checksum")
     if frag & (FLAG_MF | OFFSET_MASK):
         raise WireError("fragment", f"IPv4 fragment (flags/offset {frag:#06x})")
