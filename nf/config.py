@@ -257,12 +257,13 @@ def _profiles(t: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _control(t: Mapping[str, Any] | None) -> Any:
+def _control(t: Mapping[str, Any] | None, base_dir: Path) -> Any:
     if t is None:
         return None
     from nf.control import ControlConfig
 
-    return ControlConfig.from_table(t, "control")
+    # Key file paths in [control] are relative to the config file, like every other path.
+    return ControlConfig.from_table(t, "control", base_dir=base_dir)
 
 
 TOP_KEYS = {
@@ -304,7 +305,9 @@ def load_config_data(data: Mapping[str, Any], source: Path | None = None) -> Con
         virtual_servers=virtual_servers,
         tcp=_tcp(_table(data.get("tcp", {}), "tcp")),
         profiles=profiles,
-        control=_control(_table(data["control"], "control") if "control" in data else None),
+        control=_control(
+            _table(data["control"], "control") if "control" in data else None, base_dir
+        ),
         capture=_capture(_table(data.get("capture", {}), "capture")),
         source=source,
         base_dir=base_dir,

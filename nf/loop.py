@@ -66,7 +66,7 @@ class Loop:
             backends.attach(poller)
         clock = rt.clocks.monotonic
         now = clock()
-        for frame in rt.host.startup_frames():
+        for frame in rt.host.startup_frames(now):
             rt.port.write_frame(frame)
         iterations = 0
         while not self.stopping:

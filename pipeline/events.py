@@ -99,7 +99,8 @@ SCHEMA: dict[str, dict[str, str]] = {
         "out_of_order": "out-of-order segments received",
         "overlap_conflicts": "overlapping segments whose data differed from what was received",
         "duration_s": "flow lifetime in seconds",
-        "reason": "close reason: fin|rst_received|rst_sent|timeout|idle|aborted|plugin_error|...",
+        "reason": "close reason: fin|rst_received|rst_sent|timeout|idle|aborted|plugin_error|"
+        "backend_refused|backend_timeout|backend_reset|...",
     },
     "tcp.anomaly": {
         "conn": "connection id",

@@ -94,8 +94,13 @@ class HostStack:
         }
 
     # ---- public verbs ------------------------------------------------------------------------
-    def startup_frames(self) -> list[bytes]:
-        """Gratuitous ARP per IPv4 VIP, unsolicited Neighbor Advertisement per IPv6 VIP."""
+    def startup_frames(self, now: float | None = None) -> list[bytes]:
+        """Gratuitous ARP per IPv4 VIP, unsolicited Neighbor Advertisement per IPv6 VIP.
+
+        ``now`` stamps them for packet stages (a capture), like any other frame.
+        """
+        if now is not None:
+            self._now = now
         for vip in sorted(self.v4):
             garp = arp_frame(BROADCAST, self.mac, arp.OP_REQUEST, vip, bytes(6), vip)
             self._transmit(garp, self._now)

@@ -25,6 +25,7 @@ import fcntl
 import ipaddress
 import os
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -191,6 +192,14 @@ class TapPort:
                     f"cannot create network namespace {self.netns!r}: {exc.strerror}"
                 ) from None
             self.created_netns = True
+            # pyroute2 can return before the bind mount under /var/run/netns is visible; moving
+            # the device there would then fail (seen about 1 start in 12). Wait for it, bounded.
+            for _ in range(200):
+                if netns_exists(self.netns):
+                    break
+                time.sleep(0.01)
+            else:
+                raise TapError(f"network namespace {self.netns!r} did not appear after creation")
         # Where does the device live now? Attach there; otherwise create it in our namespace.
         found, home = self._find_device()
         if found:
