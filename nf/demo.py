@@ -260,6 +260,8 @@ class Demo:
                 self.proc.kill()
         if self.feed is not None:
             self.feed.stop()
+        for sock in ("control.sock", "events.sock"):  # the NF's ipc endpoints, stale once it exits
+            (self.out / sock).unlink(missing_ok=True)
         if os.path.exists(f"/var/run/netns/{self.netns}"):
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)
 

@@ -277,7 +277,8 @@ def test_echo_2mb_impaired(tmp_path: Path) -> None:
     impaired_echo(tmp_path, 2_000_000)
 
 
-@pytest.mark.benchmark
+# The figure: 20 MB under loss 3%, duplicate 1%, reorder 25%. About 35 s here, well
+# inside make test's budget, so it runs with the suite rather than only as a benchmark.
 @pytest.mark.timeout(400)
 def test_echo_20mb_impaired(tmp_path: Path) -> None:
     impaired_echo(tmp_path, 20_000_000)
