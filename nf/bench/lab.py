@@ -36,7 +36,7 @@ import selectors, socket, sys
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(256)
+srv.listen(1024)
 srv.setblocking(False)
 sel = selectors.DefaultSelector()
 sel.register(srv, selectors.EVENT_READ)

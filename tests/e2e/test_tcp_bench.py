@@ -15,39 +15,11 @@ from pathlib import Path
 import pytest
 
 import tests.e2e.lab as lab_module
+from nf.bench.lab import KERNEL_ECHO
 from tests.e2e.conftest import ECHO_VS
 from tests.e2e.lab import lab_nf
 from tests.e2e.test_tcp_echo import ECHO_CLIENT, PY, VIP, run_json
 from tests.e2e.test_tcp_offload import OFFLOAD_CONFIG
-
-KERNEL_ECHO = r"""
-import selectors, socket, sys
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(1024)
-srv.setblocking(False)
-sel = selectors.DefaultSelector()
-sel.register(srv, selectors.EVENT_READ)
-print("ready", flush=True)
-while True:
-    for key, _ in sel.select():
-        s = key.fileobj
-        if s is srv:
-            c, _ = srv.accept()
-            c.setblocking(True)
-            sel.register(c, selectors.EVENT_READ)
-            continue
-        try:
-            data = s.recv(262144)
-        except ConnectionError:
-            data = b""
-        if data:
-            s.sendall(data)
-        else:
-            sel.unregister(s)
-            s.close()
-"""
 
 CONNECT_RATE = r"""
 import json, socket, sys, time
