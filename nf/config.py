@@ -12,7 +12,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +237,19 @@ def _capture(t: Mapping[str, Any], path: str = "capture") -> CaptureConfig:
     return cfg
 
 
+def _relative_to(base_dir: Path, path: str) -> str:
+    """Paths in a config file are relative to the file, like certificate paths."""
+    return str(base_dir / path) if not Path(path).is_absolute() else path
+
+
+def _resolve_capture(cfg: CaptureConfig, base_dir: Path) -> CaptureConfig:
+    return replace(
+        cfg,
+        pcap=None if cfg.pcap is None else _relative_to(base_dir, cfg.pcap),
+        pcapng=None if cfg.pcapng is None else _relative_to(base_dir, cfg.pcapng),
+    )
+
+
 def _tcp(t: Mapping[str, Any]) -> Any:
     from pipeline.tcp.config import TcpConfig
 
@@ -286,6 +299,8 @@ def load_config_data(data: Mapping[str, Any], source: Path | None = None) -> Con
     if not _NAME_RE.match(instance):
         raise ConfigError("instance", "must be 1-64 characters of [A-Za-z0-9_.-]", instance)
     interface = _interface(_table(data.get("interface", {}), "interface"))
+    if interface.path is not None:
+        interface = replace(interface, path=_relative_to(base_dir, interface.path))
     vips = _vips(data.get("vips"))
     virtual_servers = _virtual_servers(data.get("virtual_servers"), vips)
     profiles = _profiles(_table(data.get("profiles", {}), "profiles"), base_dir)
@@ -308,7 +323,7 @@ def load_config_data(data: Mapping[str, Any], source: Path | None = None) -> Con
         control=_control(
             _table(data["control"], "control") if "control" in data else None, base_dir
         ),
-        capture=_capture(_table(data.get("capture", {}), "capture")),
+        capture=_resolve_capture(_capture(_table(data.get("capture", {}), "capture")), base_dir),
         source=source,
         base_dir=base_dir,
     )

@@ -188,6 +188,10 @@ class Demo:
     feed: EventFeed | None = None
 
     def __post_init__(self) -> None:
+        self.ready = threading.Event()
+        self.lines: list[str] = []
+        # Only a namespace the demo created is deleted afterwards (not a user's running lab).
+        self.own_netns = not os.path.exists(f"/var/run/netns/{self.netns}")
         self.control = f"ipc://{self.out.resolve()}/control.sock"
         self.events = f"ipc://{self.out.resolve()}/events.sock"
         self.ca = LAB_CONFIG.parent / "certs" / "ca.pem"
@@ -218,23 +222,13 @@ class Demo:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("nf: ready"):
-                print(line.rstrip(), flush=True)
-                break
-        else:
-            line = ""
-        if not line.startswith("nf: ready"):
-            self.proc.kill()
-            raise RuntimeError("nf run did not start:\n" + "".join(lines))
+        # A thread reads the NF's output (into nf.log) so the ready wait below is bounded even
+        # when the NF hangs without printing anything.
         threading.Thread(target=self._pump, daemon=True).start()
+        if not self.ready.wait(READY_TIMEOUT) or self.proc.poll() is not None:
+            self.proc.kill()
+            raise RuntimeError("nf run did not start:\n" + "".join(self.lines))
+        print(self.lines[-1].rstrip(), flush=True)
         self.feed = EventFeed(self.events, self.out / "events.msgpack", show_event)
         self.feed.start()
         self.feed.ready.wait(5)
@@ -250,6 +244,10 @@ class Demo:
             for line in self.proc.stdout:
                 log.write(line)
                 log.flush()
+                if not self.ready.is_set():
+                    self.lines.append(line)
+                    if line.startswith("nf: ready"):
+                        self.ready.set()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -262,7 +260,7 @@ class Demo:
             self.feed.stop()
         for sock in ("control.sock", "events.sock"):  # the NF's ipc endpoints, stale once it exits
             (self.out / sock).unlink(missing_ok=True)
-        if os.path.exists(f"/var/run/netns/{self.netns}"):
+        if self.own_netns and os.path.exists(f"/var/run/netns/{self.netns}"):
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)
 
     def ctl(self, op: str, **args: Any) -> Any:
@@ -501,7 +499,11 @@ def run_demo(
     )
     t0 = time.monotonic()
     try:
-        demo.start()
+        try:
+            demo.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"nf demo: {exc}", file=sys.stderr)
+            return 1
         for act in (demo.act1, demo.act2, demo.act3, demo.act4):
             try:
                 act()

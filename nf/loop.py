@@ -74,7 +74,7 @@ class Loop:
                 iterations += 1
                 if iterations > max_iterations:
                     break
-            deadline = rt.poll_at()
+            deadline = rt.poll_at(now)
             timeout = MAX_SLEEP if deadline is None else min(MAX_SLEEP, max(0.0, deadline - now))
             ready = dict(poller.poll(int(timeout * 1000 + 0.999)))
             now = clock()
@@ -91,24 +91,34 @@ class Loop:
                     os.read(self._wake_r, 512)
                 except BlockingIOError:
                     pass
-            deadline = rt.poll_at()
+            deadline = rt.poll_at(now)
             if deadline is not None and deadline <= now:
                 rt.handle_timers(now)
             self.flush(now)
 
     def replay(self) -> None:
-        """A port with no fd (pcap replay, memory) is drained once, its frames' own times as now."""
+        """A port with no fd (pcap replay, memory) is drained once.
+
+        A capture's own timestamps keep their spacing but are moved onto the monotonic clock
+        every component expects (``now``), starting at the replay's start.
+        """
         rt = self.rt
-        now = rt.clocks.monotonic()
+        start = now = rt.clocks.monotonic()
+        first_ts: float | None = None
         while not self.stopping:
             batch = rt.port.read_frames(FRAMES_PER_WAKE)
             if not batch:
                 break
             for item in batch:
-                ts, frame = item if isinstance(item, tuple) else (now, item)
-                now = ts
+                if isinstance(item, tuple):
+                    ts, frame = item
+                    if first_ts is None:
+                        first_ts = ts
+                    now = start + max(0.0, ts - first_ts)
+                else:
+                    frame = item
                 rt.host.receive_frame(frame, now)
-                if (deadline := rt.poll_at()) is not None and deadline <= now:
+                if (deadline := rt.poll_at(now)) is not None and deadline <= now:
                     rt.handle_timers(now)
                 self.flush(now)
 

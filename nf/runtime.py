@@ -241,14 +241,21 @@ class Runtime:
         return out
 
     # ---- timers and shutdown ---------------------------------------------------------------
-    def poll_at(self) -> float | None:
-        """Earliest monotonic deadline of any component (wall-clock timers converted)."""
+    def poll_at(self, now: float | None = None) -> float | None:
+        """Earliest monotonic deadline of any component (wall-clock timers converted).
+
+        Wall-clock deadlines are converted against the caller's ``now`` so that a due one
+        equals ``now`` (converting against a fresh clock read would always land just past it,
+        and the loop would spin without ever firing it).
+        """
+        if now is None:
+            now = self.clocks.monotonic()
         deadlines = []
         if self.host is not None and (t := self.host.poll_at()) is not None:
             deadlines.append(t)
         for profile in self._profile_runtimes():
             if (w := profile.poll_at()) is not None:
-                deadlines.append(self.clocks.monotonic() + max(0.0, w - self.clocks.wall()))
+                deadlines.append(now + max(0.0, w - self.clocks.wall()))
         if self.exporter is not None and (t := self.exporter.poll_at()) is not None:
             deadlines.append(t)
         if self.backends is not None and (t := self.backends.poll_at()) is not None:

@@ -28,6 +28,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import zmq
+    from pyroute2 import NetlinkError
+
     from nf.loop import Loop
     from nf.runtime import Runtime
     from pipeline.io.tap import TapError
@@ -50,21 +53,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         except TapError as exc:
             print(f"nf: {exc}", file=sys.stderr)
             return 1
-        except OSError as exc:
+        except (OSError, zmq.ZMQError, NetlinkError) as exc:
             print(f"nf: cannot start: {exc}", file=sys.stderr)
             return 1
         iface = cfg.interface
         where = f" in netns {iface.netns}" if iface.netns else ""
         vips = ", ".join(str(v) for v in cfg.vips)
         print(f"nf: ready — {iface.kind} {iface.name}{where}, VIPs {vips}", flush=True)
-        loop.run()
+        try:
+            loop.run()
+        except TapError as exc:
+            print(f"nf: {exc}", file=sys.stderr)
+            return 1
         print(f"nf: counters {json.dumps(rt.stats(), sort_keys=True)}", flush=True)
         print("nf: stopped", flush=True)
         return 0
     finally:
-        restore()
+        # Release everything before the default handlers return: a second Ctrl-C or SIGTERM
+        # during shutdown must not leave the namespace or a half-written capture behind.
         rt.close()
         loop.close()
+        restore()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -312,6 +312,8 @@ class TapPort:
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR):
                     break
+                if exc.errno in (errno.EBADFD, errno.ENXIO, errno.ENODEV):
+                    raise TapError(f"TAP {self.name!r} went away ({exc.strerror})") from None
                 raise
             if not frame:
                 break
@@ -351,6 +353,8 @@ class TapPort:
             return False
         except OSError as exc:
             # EIO: the kernel side is down; EINVAL: malformed frame of ours. Count, never die.
+            if exc.errno in (errno.EBADFD, errno.ENXIO, errno.ENODEV):
+                raise TapError(f"TAP {self.name!r} went away ({exc.strerror})") from None
             if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOBUFS, errno.EMSGSIZE):
                 self.write_drops += 1
                 return False

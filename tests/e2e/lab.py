@@ -99,21 +99,29 @@ def _start(lab: Lab) -> None:
     )
     lab.proc = proc
     assert proc.stdout is not None
+    # Read the raw fd (not the text wrapper, whose buffer select() cannot see) until the ready
+    # line; whatever follows stays in the pipe for later readers of proc.stdout.
+    fd = proc.stdout.fileno()
     sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    sel.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + READY_TIMEOUT
+    pending = b""
     while time.monotonic() < deadline:
         if not sel.select(timeout=0.5):
             if proc.poll() is not None:
                 break
             continue
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 1)  # one byte at a time: never consume past the ready line
+        if not chunk:
             break
-        lab.output.append(line)
-        if line.startswith("nf: ready"):
-            sel.close()
-            return
+        pending += chunk
+        if chunk == b"\n":
+            line = pending.decode(errors="replace")
+            pending = b""
+            lab.output.append(line)
+            if line.startswith("nf: ready"):
+                sel.close()
+                return
     sel.close()
     proc.kill()
     rest = proc.stdout.read() if proc.stdout else ""
@@ -154,6 +162,12 @@ def lab_nf(workdir: Path, extra_config: str = "", *, control: bool = False) -> I
         _start(lab)
         yield lab
     finally:
-        _stop(lab)
-        if os.path.exists(f"/var/run/netns/{netns}"):
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
+        try:
+            rc = _stop(lab)
+        finally:
+            if os.path.exists(f"/var/run/netns/{netns}"):
+                subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
+        # An NF that crashed during the test, or did not exit cleanly on SIGTERM, fails it
+        # (unless the test already failed: that error stays the one reported).
+        if sys.exc_info()[0] is None:
+            assert rc in (None, 0), f"nf run exited with {rc}:\n{lab.drain_output()}"

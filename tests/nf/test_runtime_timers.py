@@ -1,0 +1,41 @@
+"""Wall-clock timers (ticket rotation, cache expiry) become due in the loop's own time."""
+
+from __future__ import annotations
+
+from nf.config import load_config_data
+from nf.runtime import Clocks, Runtime
+
+
+class Profile:
+    def __init__(self, due_wall: float) -> None:
+        self.due_wall = due_wall
+        self.fired: list[float] = []
+
+    def poll_at(self) -> float:
+        return self.due_wall
+
+    def handle_timer(self, wall_now: float) -> None:
+        self.fired.append(wall_now)
+
+
+class Registry:
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    def names(self) -> list[str]:
+        return ["p"]
+
+    def get(self, name: str) -> Profile:
+        return self.profile
+
+
+def test_a_past_wall_deadline_is_due_at_the_loops_now() -> None:
+    ticks = iter(range(100, 10_000))  # every clock read moves on, as a real clock does
+    clocks = Clocks(monotonic=lambda: float(next(ticks)), wall=lambda: 5000.0)
+    rt = Runtime(load_config_data({"vips": [{"address": "192.0.2.10"}]}), clocks=clocks)
+    rt.tls = Registry(Profile(due_wall=4000.0))  # overdue by 1000 s
+    now = 42.0
+    deadline = rt.poll_at(now)
+    assert deadline == now  # due now, not "a little after whatever the clock says next"
+    rt.tls.profile.due_wall = 5030.0
+    assert rt.poll_at(now) == now + 30.0
