@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from nf.curve import CurveAuth, CurveConfig, load_public_key, make_server
+from nf.curve import CurveAuth, CurveConfig, load_public_key, secure_bind
 from nf.ops import OpError, OpTable, RequestContext
 from pipeline.errors import ConfigError
 
@@ -223,12 +223,8 @@ class ControlServer:
         # Oversize requests up to 16x the limit get an error reply; beyond that ZeroMQ drops the
         # peer's connection before we ever see the bytes (bounded memory).
         self.socket.setsockopt(zmq.MAXMSGSIZE, 16 * limit)
-        if curve is not None:
-            self._auth = CurveAuth.for_context(ctx)
-            self._auth.allow_dir(curve.authorized_dir)
-            make_server(self.socket, curve)
         try:
-            self.socket.bind(endpoint)
+            self._auth = secure_bind(ctx, self.socket, endpoint, curve)
         except zmq.ZMQError:
             self.close()
             raise

@@ -145,6 +145,26 @@ def make_server(sock: zmq.Socket[Any], curve: CurveConfig) -> None:
     sock.zap_domain = ZAP_DOMAIN.encode()
 
 
+def secure_bind(
+    ctx: zmq.Context[Any], sock: zmq.Socket[Any], endpoint: str, curve: CurveConfig | None
+) -> CurveAuth | None:
+    """Make ``sock`` a CURVE server when ``curve`` is set (authorised keys from its directory),
+    then bind it. Returns the ZAP handler reference to release on close; on a bind failure that
+    reference is released here and the error re-raised."""
+    auth = None
+    if curve is not None:
+        auth = CurveAuth.for_context(ctx)
+        auth.allow_dir(curve.authorized_dir)
+        make_server(sock, curve)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        if auth is not None:
+            auth.release(ctx)
+        raise
+    return auth
+
+
 def make_client(
     sock: zmq.Socket[Any], server_public: bytes, client_public: bytes, client_secret: bytes
 ) -> None:
@@ -181,4 +201,5 @@ __all__ = [
     "load_secret_pair",
     "make_client",
     "make_server",
+    "secure_bind",
 ]

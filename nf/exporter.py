@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from nf.curve import CurveAuth, CurveConfig, make_server
+from nf.curve import CurveAuth, CurveConfig, secure_bind
 from pipeline.events import SCHEMA_VERSION
 
 MAX_SUBSCRIPTION_MESSAGES = 256  # subscription notices drained per tick
@@ -72,12 +72,8 @@ class ZmqEventBus:
         self.socket.sndhwm = self.hwm
         self.socket.setsockopt(zmq.XPUB_NODROP, 1)
         self.socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscribe, to count collectors
-        if curve is not None:
-            self._auth = CurveAuth.for_context(ctx)
-            self._auth.allow_dir(curve.authorized_dir)
-            make_server(self.socket, curve)
         try:
-            self.socket.bind(endpoint)
+            self._auth = secure_bind(ctx, self.socket, endpoint, curve)
         except zmq.ZMQError:
             self.close()
             raise
