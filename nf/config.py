@@ -93,12 +93,16 @@ def _str(value: Any, path: str) -> str:
     return value
 
 
-def _int(value: Any, path: str, lo: int, hi: int) -> int:
+def int_in_range(value: Any, path: str, lo: int, hi: int) -> int:
+    """An integer (not a bool) within ``[lo, hi]``; shared by every section's validation."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(path, "must be an integer", value)
     if not lo <= value <= hi:
         raise ConfigError(path, f"must be between {lo} and {hi}", value)
     return value
+
+
+_int = int_in_range
 
 
 def _str_list(value: Any, path: str) -> tuple[str, ...]:

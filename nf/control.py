@@ -25,6 +25,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from nf.config import int_in_range as _int
 from nf.curve import CurveAuth, CurveConfig, load_public_key, secure_bind
 from nf.ops import OpError, OpTable, RequestContext
 from pipeline.errors import ConfigError
@@ -177,14 +178,6 @@ class ControlConfig:
         if self.curve_secret_key is None or self.curve_authorized_keys is None:
             return None
         return CurveConfig.load(self.curve_secret_key, self.curve_authorized_keys, path)
-
-
-def _int(value: Any, path: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, "must be an integer", value)
-    if not lo <= value <= hi:
-        raise ConfigError(path, f"must be between {lo} and {hi}", value)
-    return value
 
 
 # ---- the server ------------------------------------------------------------------------------
