@@ -156,12 +156,18 @@ def serve(
         raise KeyboardInterrupt  # SIGTERM too closes the port (and removes its namespace)
 
     signal.signal(signal.SIGTERM, interrupted)
+    if own_netns and netns is not None and not os.path.exists(f"/var/run/netns/{netns}"):
+        # The caller made the namespace and has removed it already (it was stopped before we
+        # started): making a new one here would leave it behind.
+        print(f"floor: namespace {netns} is gone", flush=True)
+        return 1
     responder = FloorResponder(MAC, ipaddress.IPv4Address(ip).packed)
-    port = TapPort(tap, netns=netns, peer_address=peers).open()
-    print(f"floor: ready on {tap}", flush=True)
     answered = 0
-    deadline = time.monotonic() + seconds
+    port = None
     try:
+        port = TapPort(tap, netns=netns, peer_address=peers).open()
+        print(f"floor: ready on {tap}", flush=True)
+        deadline = time.monotonic() + seconds
         fd = port.fileno()
         while (left := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select([fd], [], [], min(left, 0.5))
@@ -174,7 +180,8 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        port.close()
+        if port is not None:
+            port.close()
         if own_netns and netns is not None and os.path.exists(f"/var/run/netns/{netns}"):
             subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
     print(f"floor: answered {answered} frames")

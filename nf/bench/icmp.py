@@ -14,7 +14,7 @@ import sys
 
 from nf.bench.figures import Report
 from nf.bench.lab import PEER, ROOT, VIP, BenchLab, LabError, stop_process, wait_for_line
-from nf.bench.procs import cpu_seconds, die_with_parent
+from nf.bench.procs import cpu_seconds, die_with_parent, signals_deferred
 
 FLOOR_SCRIPT = ROOT / "benchmarks" / "icmp_floor.py"
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
@@ -76,7 +76,7 @@ class Floor:
             "1800",
             "--own-netns",
         ]
-        with open(self.log, "wb") as out:
+        with open(self.log, "wb") as out, signals_deferred():
             self.proc = subprocess.Popen(
                 argv,
                 stdout=out,
@@ -92,7 +92,12 @@ class Floor:
     def stop(self) -> None:
         stop_process(self.proc)
         if os.path.exists(f"/var/run/netns/{self.netns}"):
-            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)
+            r = subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)
+            if r.returncode != 0:
+                print(
+                    f"nf bench: ip netns del {self.netns}: {r.stderr.decode().strip()}",
+                    file=sys.stderr,
+                )
 
 
 def run(lab: BenchLab, report: Report, rounds: int, count: int) -> None:

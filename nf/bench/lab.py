@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nf.bench.procs import die_with_parent
+from nf.bench.procs import die_with_parent, signals_deferred
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LAB_CONFIG = ROOT / "configs" / "lab.toml"
@@ -145,17 +145,18 @@ class BenchLab:
     def ns_popen(self, argv: Sequence[str], log: Path | None = None) -> subprocess.Popen[bytes]:
         out: Any = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
         try:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.netns, *argv],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
+            with signals_deferred():
+                proc = subprocess.Popen(
+                    ["ip", "netns", "exec", self.netns, *argv],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
+                )
+                self.procs.append(proc)
         finally:
             if log is not None:
                 out.close()
-        self.procs.append(proc)
         return proc
 
     def python_json(self, script: str, *args: object, timeout: float = 300.0) -> dict[str, Any]:
@@ -180,7 +181,7 @@ class BenchLab:
         for key, value in sets.items():
             argv += ["--set", f"{key}={json.dumps(value)}"]
         log = self.workdir / "nf.log"
-        with open(log, "wb") as out:
+        with open(log, "wb") as out, signals_deferred():
             self.nf_proc = subprocess.Popen(
                 argv,
                 stdout=out,

@@ -8,6 +8,9 @@ clock tick (usually 10 ms), so runs last at least a second.
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -70,15 +73,36 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(descendants(pid))
 
 
+_DEFERRED = {signal.SIGINT, signal.SIGTERM}
+
+
 def die_with_parent() -> None:
     """``preexec_fn`` for the servers a bench starts: the kernel sends them SIGTERM when the bench
     process dies (``PR_SET_PDEATHSIG``), so an interrupted run cannot leave one behind even if it
-    was interrupted before it learnt the child's pid."""
+    was interrupted before it learnt the child's pid. Also unblocks the signals that
+    ``signals_deferred`` holds back (a blocked mask would be inherited across exec)."""
     import ctypes
-    import signal
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _DEFERRED)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for the ``with`` body: start a child and record it inside.
+
+    A bench turns SIGTERM into ``KeyboardInterrupt``; raised between fork and the assignment of the
+    ``Popen`` it orphans a child the clean-up never hears of (seen in CI: the ICMP floor then
+    re-created the namespace the clean-up had just deleted). Deferred, the signal is raised when
+    the block ends, after the caller holds the process, and its clean-up stops and waits for it.
+    Children unblock the signals again in ``die_with_parent`` (the mask survives exec).
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def rss_bytes(pid: int | str = "self") -> int:
@@ -93,5 +117,6 @@ __all__ = [
     "descendants",
     "parse_stat",
     "rss_bytes",
+    "signals_deferred",
     "tree_cpu_seconds",
 ]

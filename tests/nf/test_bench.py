@@ -18,7 +18,14 @@ from nf.bench.handshake import parse_s_time
 from nf.bench.icmp import parse_ping
 from nf.bench.lab import CERT_DIR, LabError
 from nf.bench.nginx import nginx_missing, render, write_config
-from nf.bench.procs import cpu_seconds, descendants, parse_stat, rss_bytes
+from nf.bench.procs import (
+    cpu_seconds,
+    descendants,
+    die_with_parent,
+    parse_stat,
+    rss_bytes,
+    signals_deferred,
+)
 from nf.cli import main
 
 S_TIME_NEW = (
@@ -119,6 +126,44 @@ def test_cpu_of_a_process_tree_and_rss() -> None:
         child.kill()
         child.wait()
     assert rss_bytes() > 1_000_000
+
+
+def test_an_interrupt_during_a_start_lands_after_the_child_is_recorded() -> None:
+    """SIGTERM raised inside ``signals_deferred`` unwinds only once the block has recorded its
+    child (an orphaned floor once re-created a deleted namespace), and the child itself does
+    not inherit the blocked signals."""
+    import os
+    import signal
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            started.append(
+                subprocess.Popen(
+                    ["sleep", "30"], stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+                )
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(started) == 1
+    child = started[0]
+    try:
+        status = Path(f"/proc/{child.pid}/status").read_text()
+        blocked = int(
+            next(x for x in status.splitlines() if x.startswith("SigBlk:")).split()[1], 16
+        )
+        assert not blocked & (1 << (signal.SIGTERM - 1))
+        child.terminate()  # a blocked SIGTERM would leave it sleeping
+        assert child.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_nginx_config_matches_tapnf_profiles(tmp_path: Path) -> None:
