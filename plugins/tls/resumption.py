@@ -324,13 +324,13 @@ class ProfileRuntime:
             self._make_ring(new, now)
         if self.ring is not None and new.session_ticket:
             self.ring.handle_timer(now)  # a shorter rotation may be due already
+        if self.on_change is not None:  # first: the announcement carries the new generation
+            self.on_change("set")
         if announce:
             self.bus.emit(
                 "nf.profile",
                 {"profile": new.name, "changed": changed, "source": source, "version": version},
             )
-        if self.on_change is not None:
-            self.on_change("set")
         return changed
 
     def sessions_list(self, wall_now: float, limit: int = MAX_LISTED) -> list[dict[str, Any]]:

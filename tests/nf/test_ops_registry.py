@@ -232,3 +232,20 @@ def test_fleet_push_of_keys_makes_tickets_portable(
         {"profile": "clientssl", "changed": ["ticket_keys"], "source": "push", "version": 10},
         {"profile": "clientssl", "changed": ["cache_size"], "source": "push", "version": 11},
     ]
+
+
+def test_the_profile_announcement_carries_the_generation_it_announces(nf1: Instance) -> None:
+    """The exporter stamps every event with the registry's ``gen`` when it is emitted: the
+    ``nf.profile`` event of a change must already see the bumped generation (it showed the
+    previous one: the first change of the demo announced gen 0)."""
+    stamped: list[tuple[str, int]] = []
+    emit = nf1.bus.emit
+
+    def stamping(topic: str, fields: Any) -> None:
+        stamped.append((topic, nf1.registry.gen))
+        emit(topic, fields)
+
+    nf1.bus.emit = stamping  # type: ignore[method-assign]
+    nf1.call("tls.profile.set", profile="clientssl", session_ticket=True)
+    nf1.call("tls.tickets.rotate", profile="clientssl")
+    assert [s for s in stamped if s[0] == "nf.profile"] == [("nf.profile", 1), ("nf.profile", 2)]
