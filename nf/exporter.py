@@ -22,6 +22,8 @@ from nf.curve import CurveAuth, CurveConfig, secure_bind
 from pipeline.events import SCHEMA_VERSION
 
 MAX_SUBSCRIPTION_MESSAGES = 256  # subscription notices drained per tick
+MAX_TOPICS = 256  # encoded topic names kept (events have a dozen topics; plugins may add some)
+_MORE = zmq.SNDMORE | zmq.NOBLOCK
 
 
 def _fallback(obj: Any) -> Any:
@@ -64,6 +66,10 @@ class ZmqEventBus:
         self.wall = wall_clock
         self.counters: collections.Counter[str] = collections.Counter()
         self.seq = 0
+        # One packer for every event (``packb`` builds one per call); it resets itself after
+        # each ``pack``, and after a failed one too.
+        self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
+        self._topics: dict[str, bytes] = {}
         self.subscriptions: collections.Counter[bytes] = collections.Counter()
         self._ctx = ctx
         self._auth: CurveAuth | None = None
@@ -88,12 +94,21 @@ class ZmqEventBus:
             v=SCHEMA_VERSION, ts=self.wall(), seq=self.seq, instance=self.instance, gen=self._gen()
         )
         try:
-            payload = msgpack.packb(event, use_bin_type=True, default=_fallback)
+            payload = self._packer.pack(event)
         except Exception:  # noqa: BLE001 - an unencodable field must not reach the data path
             self.counters["events.encode_errors"] += 1
             return
+        name = self._topics.get(topic)
+        if name is None:
+            name = topic.encode("utf-8", "replace")
+            if len(self._topics) < MAX_TOPICS:
+                self._topics[topic] = name
         try:
-            self.socket.send_multipart([topic.encode("utf-8", "replace"), payload], zmq.NOBLOCK)
+            # What send_multipart does, without its per-part checks: a multipart message is
+            # queued whole or not at all (the high-water mark is checked on its first part).
+            send = self.socket.send
+            send(name, _MORE)
+            send(payload, zmq.NOBLOCK)
         except zmq.Again:
             self.counters["events.dropped"] += 1
             return

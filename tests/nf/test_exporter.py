@@ -80,6 +80,29 @@ def test_unencodable_values_are_rendered_not_raised(ctx: zmq.Context[Any]) -> No
         bus.close()
 
 
+def test_an_event_that_cannot_be_encoded_is_counted_and_the_next_one_is_intact(
+    ctx: zmq.Context[Any],
+) -> None:
+    """The exporter keeps one msgpack packer: a failed pack must not leave bytes behind."""
+    bus = ZmqEventBus(ctx, "inproc://ev2b", "i", lambda: 0)
+    sub = _sub(ctx, "inproc://ev2b")
+    try:
+        _wait_subscribed(bus)
+        loop: dict[str, Any] = {}
+        loop["self"] = loop  # msgpack refuses it (nesting past its limit) after packing a part
+        bus.emit("tcp.flow", {"conn": 1, "loop": loop})
+        bus.emit("tcp.flow", {"conn": 2})
+        assert bus.counters["events.encode_errors"] == 1
+        assert sub.poll(1000)
+        topic, payload = sub.recv_multipart()
+        event = msgpack.unpackb(payload)
+        assert topic == b"tcp.flow" and event["conn"] == 2 and event["seq"] == 2
+        assert not sub.poll(50)  # nothing of the failed event went out
+    finally:
+        sub.close()
+        bus.close()
+
+
 def test_stalled_subscriber_never_blocks_and_drops_are_counted(ctx: zmq.Context[Any]) -> None:
     bus = ZmqEventBus(ctx, "inproc://ev3", "i", lambda: 0, hwm=10)
     stalled = _sub(ctx, "inproc://ev3", rcvhwm=10)
