@@ -16,14 +16,26 @@ from typing import Any
 
 from pipeline.tcp.assembler import Reassembler
 from pipeline.tcp.config import TcpConfig
+from pipeline.tcp.segment import Segment
 from pipeline.tcp.sender import TcpSender
 from pipeline.tcp.seq import MASK, seq_diff, unwrap, wire
 from pipeline.tcp.tcb import (
     CHALLENGE_ACKS_PER_SECOND,
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
     DEFAULT_MSS,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    LISTEN,
     PAWS_REORDER_TICKS,
     RECV_OPEN,
     SEND_OPEN,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
     State,
     window_scale_for,
 )
@@ -35,7 +47,7 @@ class TcpEndpoint(TcpSender):
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def accept(cls, config: TcpConfig, syn: TcpRepr, **kw: Any) -> TcpEndpoint:
+    def accept(cls, config: TcpConfig, syn: Segment, **kw: Any) -> TcpEndpoint:
         """Passive open from a received SYN: SYN-RECEIVED with a SYN-ACK due."""
         ep = cls(config, syn.dst_port, syn.src_port, **kw)
         ep._init_receive(syn.seq)
@@ -51,7 +63,7 @@ class TcpEndpoint(TcpSender):
             ep.ts_recent = syn.timestamp[0]
         ep.snd_wnd = ep.max_snd_wnd = syn.window
         ep.snd_wl1 = ep.irs
-        ep.state = State.SYN_RECEIVED
+        ep.state = SYN_RECEIVED
         ep.counters["tcp.syn_received"] += 1
         return ep
 
@@ -61,12 +73,12 @@ class TcpEndpoint(TcpSender):
     ) -> TcpEndpoint:
         """Active open: SYN-SENT with a SYN due (used by in-process peers and tests)."""
         ep = cls(config, local_port, remote_port, **kw)
-        ep.state = State.SYN_SENT
+        ep.state = SYN_SENT
         return ep
 
     @classmethod
     def from_cookie(
-        cls, config: TcpConfig, ack_seg: TcpRepr, peer_mss: int, **kw: Any
+        cls, config: TcpConfig, ack_seg: Segment, peer_mss: int, **kw: Any
     ) -> TcpEndpoint:
         """ESTABLISHED straight from the ACK that returned a valid SYN cookie (``iss`` = cookie)."""
         ep = cls(config, ack_seg.dst_port, ack_seg.src_port, **kw)
@@ -91,7 +103,7 @@ class TcpEndpoint(TcpSender):
         )
 
     def _established(self) -> None:
-        self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
+        self.state = FIN_WAIT_1 if self.fin_queued else ESTABLISHED
         self.cwnd = self.config.initial_window * self.mss
         self.rtt.restore()
         self._events.append(("connected",))
@@ -99,22 +111,22 @@ class TcpEndpoint(TcpSender):
     # ---- application side ----------------------------------------------------------------
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Queue bytes toward the peer (ignored once our side is closed)."""
-        if self.state in SEND_OPEN or self.state in (State.SYN_RECEIVED, State.SYN_SENT):
+        if self.state in SEND_OPEN or self.state in (SYN_RECEIVED, SYN_SENT):
             if not self.fin_queued:
                 self.sbuf += data
 
     def close(self) -> None:
         """Orderly close: FIN after the queued bytes."""
         st = self.state
-        if st in (State.SYN_SENT, State.LISTEN):
-            self._finish(State.CLOSED, "aborted")
-        elif st in (State.ESTABLISHED, State.SYN_RECEIVED):
+        if st in (SYN_SENT, LISTEN):
+            self._finish(CLOSED, "aborted")
+        elif st in (ESTABLISHED, SYN_RECEIVED):
             self.fin_queued = True
-            if st is State.ESTABLISHED:
-                self.state = State.FIN_WAIT_1
-        elif st is State.CLOSE_WAIT:
+            if st is ESTABLISHED:
+                self.state = FIN_WAIT_1
+        elif st is CLOSE_WAIT:
             self.fin_queued = True
-            self.state = State.LAST_ACK
+            self.state = LAST_ACK
 
     def read(self, limit: int | None = None) -> bytes:
         """In-order bytes received and not read yet; may open the window (window update)."""
@@ -139,12 +151,12 @@ class TcpEndpoint(TcpSender):
         return self._events.popleft() if self._events else None
 
     # ---- receiving -----------------------------------------------------------------------
-    def receive_segment(self, seg: TcpRepr, now: float) -> None:
+    def receive_segment(self, seg: Segment, now: float) -> None:
         self.segs_in += 1
         st = self.state
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is CLOSED or st is LISTEN:
             return
-        if st is State.SYN_SENT:
+        if st is SYN_SENT:
             self._rx_syn_sent(seg, now)
             return
         flags = seg.flags
@@ -159,23 +171,23 @@ class TcpEndpoint(TcpSender):
                 self.counters["tcp.paws_drops"] += 1
                 self._ack_now = True
                 return
-        if st is State.SYN_RECEIVED and flags & SYN and not flags & ACK and seq == self.irs:
+        if st is SYN_RECEIVED and flags & SYN and not flags & ACK and seq == self.irs:
             self.snd_nxt = self.iss  # retransmitted SYN: send the SYN-ACK again
             return
         if not self._acceptable(seq, seg.seg_len):
             if flags & ACK and not flags & (RST | SYN) and self.rcv_adv <= self.rcv_nxt:
                 # RFC 9293 §3.10.7.4: with a zero window, valid ACKs are still processed
-                if st is not State.SYN_RECEIVED:
+                if st is not SYN_RECEIVED:
                     self._rx_ack(seg, seq, unwrap(seg.ack, self.snd_una), 0, now)
-            if not flags & RST and self.state is not State.CLOSED:
+            if not flags & RST and self.state is not CLOSED:
                 if plen and seq < self.rcv_nxt:
                     self.reasm.check_old(seq, seg.payload)
                     self._take_conflicts()
                 self._ack_now = True
-                if st is State.TIME_WAIT and flags & FIN:
+                if st is TIME_WAIT and flags & FIN:
                     self.tw_at = now + self.config.time_wait
             return
-        if st is not State.TIME_WAIT:
+        if st is not TIME_WAIT:
             self.idle_at = now + self.config.idle_timeout
             if self.config.keepalive:
                 self.ka_at, self.ka_sent = now + self.config.keepalive, 0
@@ -188,27 +200,27 @@ class TcpEndpoint(TcpSender):
         if not flags & ACK:
             return
         ack = unwrap(seg.ack, self.snd_una)
-        if st is State.SYN_RECEIVED:
+        if st is SYN_RECEIVED:
             if not self.snd_una < ack <= self.snd_max:
                 self._urgent.append(TcpRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
                 return
             self._established()
-            st = State.ESTABLISHED
+            st = ESTABLISHED
         if not self._rx_ack(seg, seq, ack, plen, now):
             return
         st = self.state
-        if st is State.CLOSED:
+        if st is CLOSED:
             return
         if self.ts_ok and seg.timestamp is not None and seq <= self.rcv_nxt:
             if seq_diff(seg.timestamp[0], self.ts_recent) > 0:
                 self.ts_recent = seg.timestamp[0]
         if plen and st in RECV_OPEN:
             self._rx_data(seq, seg.payload, now)
-        if flags & FIN and st not in (State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING):
+        if flags & FIN and st not in (CLOSE_WAIT, LAST_ACK, CLOSING):
             fin_at = seq + plen
             if fin_at <= self.rcv_adv or fin_at == self.rcv_nxt:
                 self.fin_rcv = fin_at
-            if st is State.TIME_WAIT:
+            if st is TIME_WAIT:
                 self._ack_now = True
                 self.tw_at = now + self.config.time_wait
         if self.fin_rcv is not None and not self.eof_received and self.reasm.nxt == self.fin_rcv:
@@ -227,7 +239,7 @@ class TcpEndpoint(TcpSender):
 
     def _rx_rst(self, seq: int, now: float) -> None:
         if seq == self.rcv_nxt:
-            self._finish(State.CLOSED, "rst_received")
+            self._finish(CLOSED, "rst_received")
         else:  # RFC 5961 §3.2: in window but not exact
             self._challenge(now)
 
@@ -243,7 +255,7 @@ class TcpEndpoint(TcpSender):
         self.counters["tcp.challenge_acks"] += 1
         self._ack_now = True
 
-    def _rx_syn_sent(self, seg: TcpRepr, now: float) -> None:
+    def _rx_syn_sent(self, seg: Segment, now: float) -> None:
         flags = seg.flags
         ack = unwrap(seg.ack, self.snd_una)
         if flags & ACK and not self.iss < ack <= self.snd_max:
@@ -252,7 +264,7 @@ class TcpEndpoint(TcpSender):
             return
         if flags & RST:
             if flags & ACK:
-                self._finish(State.CLOSED, "rst_received")
+                self._finish(CLOSED, "rst_received")
             return
         if not flags & SYN or not flags & ACK:
             return
@@ -277,7 +289,7 @@ class TcpEndpoint(TcpSender):
         self._established()
         self._ack_now = True
 
-    def _rx_ack(self, seg: TcpRepr, seq: int, ack: int, plen: int, now: float) -> bool:
+    def _rx_ack(self, seg: Segment, seq: int, ack: int, plen: int, now: float) -> bool:
         """ACK processing; False when the segment must be dropped."""
         if ack > self.snd_max:
             self._ack_now = True  # acknowledges something not yet sent
@@ -311,12 +323,12 @@ class TcpEndpoint(TcpSender):
             self.persist_at = None
         if self.fin_queued and ack == self._data_end() + 1:
             st = self.state
-            if st is State.FIN_WAIT_1:
-                self.state = State.FIN_WAIT_2
-            elif st is State.CLOSING:
+            if st is FIN_WAIT_1:
+                self.state = FIN_WAIT_2
+            elif st is CLOSING:
                 self._time_wait(now)
-            elif st is State.LAST_ACK:
-                self._finish(State.CLOSED, "fin")
+            elif st is LAST_ACK:
+                self._finish(CLOSED, "fin")
                 return False
         return True
 
@@ -364,15 +376,15 @@ class TcpEndpoint(TcpSender):
         self._ack_now = True
         self._events.append(("eof",))
         st = self.state
-        if st is State.ESTABLISHED:
-            self.state = State.CLOSE_WAIT
-        elif st is State.FIN_WAIT_1:
-            self.state = State.CLOSING
-        elif st is State.FIN_WAIT_2:
+        if st is ESTABLISHED:
+            self.state = CLOSE_WAIT
+        elif st is FIN_WAIT_1:
+            self.state = CLOSING
+        elif st is FIN_WAIT_2:
             self._time_wait(now)
 
     def _time_wait(self, now: float) -> None:
-        self.state = State.TIME_WAIT
+        self.state = TIME_WAIT
         self.tw_at = now + self.config.time_wait
         self.rtx_at = self.ack_at = self.persist_at = self.idle_at = self.ka_at = None
         self.tlp_at = None

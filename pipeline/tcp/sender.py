@@ -8,15 +8,25 @@ with an override timer, delayed ACKs and keep-alive.
 
 from __future__ import annotations
 
+from pipeline.tcp.segment import Segment
 from pipeline.tcp.seq import MASK, unwrap, wire
-from pipeline.tcp.tcb import MAX_CWND, State, Tcb, window_scale_for
+from pipeline.tcp.tcb import (
+    CLOSED,
+    LISTEN,
+    MAX_CWND,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+    Tcb,
+    window_scale_for,
+)
 from pipeline.wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
 
 MAX_SACK_RANGES = 64  # scoreboard bound: a peer cannot make us keep more
 
 
 class TcpSender(Tcb):
-    def _new_ack(self, ack: int, now: float, seg: TcpRepr) -> None:
+    def _new_ack(self, ack: int, now: float, seg: Segment) -> None:
         acked = ack - self.snd_una
         cut = min(ack, self._data_end()) - self.sbuf_start
         if cut > 0:
@@ -66,7 +76,7 @@ class TcpSender(Tcb):
             self.rtx_at = now + self.rtt.rto
             self._arm_tlp(now)
 
-    def _sack_update(self, seg: TcpRepr, ack: int) -> None:
+    def _sack_update(self, seg: Segment, ack: int) -> None:
         """Merge the peer's SACK blocks into the scoreboard, then detect loss RFC 6675 style:
         more than two segments' worth SACKed above ``snd_una`` means the first hole is lost,
         whether or not the ACKs carried data. In recovery, each SACK lets more holes go."""
@@ -174,7 +184,7 @@ class TcpSender(Tcb):
     def _syn(self, now: float) -> TcpRepr:
         """Our SYN (active open, offering every configured option) or SYN-ACK (echoing the
         options the peer offered and we allow)."""
-        passive = self.state is State.SYN_RECEIVED
+        passive = self.state is SYN_RECEIVED
         win = min(self.config.recv_buffer, 0xFFFF)
         self.segs_out += 1
         if self.rtx_at is None:
@@ -211,13 +221,13 @@ class TcpSender(Tcb):
             self.segs_out += len(self._urgent)
             self._urgent.clear()
         st = self.state
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is CLOSED or st is LISTEN:
             return out
-        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+        if st is SYN_SENT or st is SYN_RECEIVED:
             if self.snd_nxt == self.iss:
                 out.append(self._syn(now))
             return out
-        if st is State.TIME_WAIT:
+        if st is TIME_WAIT:
             if self._ack_now:
                 out.append(self._segment(self.snd_max, ACK, now))
             return out
@@ -358,7 +368,7 @@ class TcpSender(Tcb):
     def handle_timer(self, now: float) -> None:
         if self.tw_at is not None and now >= self.tw_at:
             self.tw_at = None
-            self.state = State.CLOSED
+            self.state = CLOSED
             return
         if self.idle_at is not None and now >= self.idle_at:
             self.counters["tcp.idle_timeouts"] += 1
@@ -380,7 +390,7 @@ class TcpSender(Tcb):
         self.counters["tcp.rto_timeouts"] += 1
         self.rtt.backoff()
         self.timing = None
-        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+        if self.state in (SYN_SENT, SYN_RECEIVED):
             if self.retries > self.config.max_syn_retries:
                 self.counters["tcp.give_ups"] += 1
                 self.abort("timeout")

@@ -22,9 +22,9 @@ from pipeline.events import EventBus
 from pipeline.tcp.config import TcpConfig
 from pipeline.tcp.cookies import TICK, IsnGenerator, SynCookies
 from pipeline.tcp.endpoint import TcpEndpoint
+from pipeline.tcp.segment import Segment, addr_sum, emit, parse
 from pipeline.tcp.seq import MASK
-from pipeline.tcp.tcb import State
-from pipeline.wire.checksum import pseudo_header_sum, verify
+from pipeline.tcp.tcb import CLOSED, SYN_RECEIVED, TIME_WAIT
 from pipeline.wire.gso import ChecksumOk, gso
 from pipeline.wire.tcp import ACK, HEADER_LEN, PROTO_TCP, RST, SYN, TcpRepr
 
@@ -34,6 +34,8 @@ GSO_MAX_PAYLOAD = 62000  # payload of one super-segment: IPv4/IPv6 + TCP headers
 
 
 def addr_str(addr: bytes) -> str:
+    if len(addr) == 4:  # dotted quad without the ipaddress object (same text)
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
     return str(ipaddress.ip_address(addr))
 
 
@@ -104,8 +106,11 @@ class Flow:
         "removed",
         "deadline",
         "token",
+        "heap_at",
         "paused",
         "drain",
+        "names",
+        "addrs",
     )
 
     def __init__(self, key: FlowKey, ep: TcpEndpoint, chain: StreamChain, conn: int) -> None:
@@ -115,14 +120,17 @@ class Flow:
         self.conn = conn
         self.stage: StreamStage | None = None
         self.info: FlowInfo | None = None
-        self.embryonic = ep.state is State.SYN_RECEIVED
+        self.embryonic = ep.state is SYN_RECEIVED
         self.eof_delivered = False
         self.closed = False
         self.removed = False
-        self.deadline: float | None = None
-        self.token = 0
+        self.deadline: float | None = None  # the flow's next timer (endpoint or stage)
+        self.token = 0  # token of the flow's live heap entry; older entries are stale
+        self.heap_at: float | None = None  # when that entry falls due (<= deadline)
         self.paused = False  # FlowControl: the stage is fed nothing while set
         self.drain: tuple[int, Callable[[float], None]] | None = None
+        self.names: tuple[str, str] | None = None  # "client", "vip" as events show them
+        self.addrs = addr_sum(key[0], key[2])  # for the checksums of what we send
 
 
 class TcpStack:
@@ -196,20 +204,24 @@ class TcpStack:
         if n < HEADER_LEN:
             self.counters["drop.tcp_truncated"] += 1
             return
-        if not isinstance(getattr(segment, "obj", None), ChecksumOk) and not verify(
-            segment, pseudo_header_sum(src, dst, PROTO_TCP, n)
-        ):
-            self.counters["drop.bad_checksum"] += 1
-            return
+        if not isinstance(getattr(segment, "obj", None), ChecksumOk):
+            # RFC 1071 as arithmetic: 2^16 = 1 (mod 0xFFFF), so the one's-complement sum of the
+            # pseudo-header and the segment is the residue of their integers (checksum.ones_sum);
+            # a correct segment sums to zero. IPv4 and IPv6 pseudo-headers sum alike.
+            total = int.from_bytes(segment, "big") << (8 if n & 1 else 0)
+            total += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTO_TCP + n
+            if total % 0xFFFF:
+                self.counters["drop.bad_checksum"] += 1
+                return
         try:
-            seg = TcpRepr.parse(segment)
+            seg = parse(segment)
         except DecodeError:
             self.counters["drop.tcp_malformed"] += 1
             return
         self.counters["tcp.segments_in"] += 1
         flow = self._flows.get((src, seg.src_port, dst, seg.dst_port))
         if flow is not None:
-            if flow.ep.state is State.TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
+            if flow.ep.state is TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
                 self._remove(flow)  # a new incarnation of the four-tuple (RFC 6191 style)
             else:
                 try:
@@ -232,11 +244,22 @@ class TcpStack:
             return self._now
         heap = self._heap
         while heap:
-            deadline, token, flow = heap[0]
+            at, token, flow = heap[0]
             if flow.removed or flow.token != token:
                 heapq.heappop(heap)
                 continue
-            return deadline
+            deadline = flow.deadline
+            if deadline is None:  # the timer went away since the entry was filed
+                heapq.heappop(heap)
+                flow.heap_at = None
+                continue
+            if deadline > at:  # it moved later since: file it again, once, now
+                self._token += 1
+                flow.token = self._token
+                flow.heap_at = deadline
+                heapq.heapreplace(heap, (deadline, self._token, flow))
+                continue
+            return at
         return None
 
     def handle_timer(self, now: float) -> None:
@@ -254,6 +277,16 @@ class TcpStack:
         while heap and heap[0][0] <= now:
             _, token, flow = heapq.heappop(heap)
             if not flow.removed and flow.token == token:
+                flow.heap_at = None
+                deadline = flow.deadline
+                if deadline is None:
+                    continue
+                if deadline > now:  # moved later since the entry was filed
+                    self._token += 1
+                    flow.token = self._token
+                    flow.heap_at = deadline
+                    heapq.heappush(heap, (deadline, self._token, flow))
+                    continue
                 flow.deadline = None
                 due.append(flow)
         for flow in due:
@@ -295,7 +328,7 @@ class TcpStack:
                 )
             ev = ep.next_event()
         stage = flow.stage
-        if stage is not None and not flow.closed and ep.state is not State.CLOSED:
+        if stage is not None and not flow.closed and ep.state is not CLOSED:
             cfg = self.config
             try:
                 drain = flow.drain
@@ -304,13 +337,13 @@ class TcpStack:
                     drain[1](now)
                 while not flow.paused and ep.readable and ep.send_queued < cfg.send_buffer:
                     stage.receive_data(ep.read(), now)
-                    if ep.state is State.CLOSED:  # the stage aborted
+                    if ep.state is CLOSED:  # the stage aborted
                         break
                 if (
                     ep.eof_received
                     and not ep.readable
                     and not flow.eof_delivered
-                    and ep.state is not State.CLOSED
+                    and ep.state is not CLOSED
                 ):
                     flow.eof_delivered = True
                     stage.receive_eof(now)
@@ -323,25 +356,29 @@ class TcpStack:
         segs = ep.segments_to_send(now)
         if segs:
             client, vip = flow.key[0], flow.key[2]
+            addrs = flow.addrs
             out = self._out
             room = ep.mss - (12 if ep.ts_ok else 0) if ep.gso_max else 1 << 30
             for seg in segs:
                 if len(seg.payload) > room:  # the kernel cuts it and computes the checksums
                     out.append((vip, client, gso(seg.emit(vip, client, partial=True), room)))
                 else:
-                    out.append((vip, client, seg.emit(vip, client)))
+                    out.append((vip, client, emit(seg, vip, client, addrs)))
             self.counters["tcp.segments_out"] += len(segs)
         state = ep.state
-        if (state is State.CLOSED or state is State.TIME_WAIT) and not flow.closed:
+        if (state is CLOSED or state is TIME_WAIT) and not flow.closed:
             self._close(flow, ep.close_reason or "closed", now)
-        if state is State.TIME_WAIT and flow.key not in self._time_wait:
+        if state is TIME_WAIT and flow.key not in self._time_wait:
             self._time_wait[flow.key] = flow
-        if state is State.CLOSED:
+        if state is CLOSED:
             self._remove(flow)
             return
         self._schedule(flow)
 
     def _schedule(self, flow: Flow) -> None:
+        """Note the flow's next deadline. A heap entry is filed only when it is earlier than
+        the flow's live entry: a deadline that moves later (idle timer, RTO re-armed by an ACK)
+        keeps its entry, which is filed again at the new time when it reaches the top."""
         d = flow.ep.poll_at()
         stage = flow.stage
         if stage is not None and not flow.closed:
@@ -351,19 +388,26 @@ class TcpStack:
                 sd = None
             if sd is not None and (d is None or sd < d):
                 d = sd
-        if d != flow.deadline:
-            flow.deadline = d
-            if d is not None:
+        flow.deadline = d
+        if d is not None:
+            at = flow.heap_at
+            if at is None or d < at:
                 self._token += 1
                 flow.token = self._token
+                flow.heap_at = d
                 heapq.heappush(self._heap, (d, self._token, flow))
 
     def _open(self, flow: Flow, now: float) -> None:
         client, cport, vip, vport = flow.key
+        caddr, vaddr = addr_str(client), addr_str(vip)
+        flow.names = (
+            f"{caddr}:{cport}" if len(client) == 4 else f"[{caddr}]:{cport}",
+            f"{vaddr}:{vport}" if len(vip) == 4 else f"[{vaddr}]:{vport}",
+        )
         flow.info = FlowInfo(
             conn=flow.conn,
-            client=(addr_str(client), cport),
-            vip=(addr_str(vip), vport),
+            client=(caddr, cport),
+            vip=(vaddr, vport),
             vs=str(getattr(flow.chain, "name", "")),
         )
         self.counters["tcp.flows_opened"] += 1
@@ -384,7 +428,7 @@ class TcpStack:
             flow.ep.abort("internal_error")
             client, vip = flow.key[0], flow.key[2]
             for seg in flow.ep.segments_to_send(now):
-                self._out.append((vip, client, seg.emit(vip, client)))
+                self._out.append((vip, client, emit(seg, vip, client, flow.addrs)))
         except Exception:
             pass
         self._remove(flow)
@@ -422,11 +466,14 @@ class TcpStack:
     def _flow_fields(
         self, flow: Flow, action: str, reason: str | None, now: float
     ) -> dict[str, Any]:
+        names = flow.names
+        if names is None:
+            names = (endpoint_str(flow.key[0], flow.key[1]), endpoint_str(flow.key[2], flow.key[3]))
         fields: dict[str, Any] = {
             "conn": flow.conn,
             "action": action,
-            "client": endpoint_str(flow.key[0], flow.key[1]),
-            "vip": endpoint_str(flow.key[2], flow.key[3]),
+            "client": names[0],
+            "vip": names[1],
         }
         fields.update(flow.ep.stats())
         fields["duration_s"] = round(now - flow.ep.created, 6)
@@ -434,7 +481,7 @@ class TcpStack:
         return fields
 
     # ---- segments without a flow -----------------------------------------------------------
-    def _no_flow(self, src: bytes, dst: bytes, seg: TcpRepr, now: float) -> None:
+    def _no_flow(self, src: bytes, dst: bytes, seg: Segment, now: float) -> None:
         flags = seg.flags
         if flags & RST:
             return
@@ -476,7 +523,7 @@ class TcpStack:
         self.counters["tcp.rst_no_flow"] += 1
         self._reply_rst(src, dst, seg)
 
-    def _syn(self, src: bytes, dst: bytes, seg: TcpRepr, chain: StreamChain, now: float) -> None:
+    def _syn(self, src: bytes, dst: bytes, seg: Segment, chain: StreamChain, now: float) -> None:
         cfg = self.config
         rate = self._syn_rate(now)
         if len(self._flows) >= cfg.max_flows and self._time_wait:
@@ -500,7 +547,7 @@ class TcpStack:
                 min(cfg.recv_buffer, 0xFFFF),
                 mss=self._local_mss(dst),
             )
-            self._out.append((dst, src, synack.emit(dst, src)))
+            self._out.append((dst, src, emit(synack, dst, src)))
             self.counters["tcp.segments_out"] += 1
             self.counters["tcp.syn_cookies_sent"] += 1
             self._cookies_until = now + 2 * TICK
@@ -542,7 +589,7 @@ class TcpStack:
     def _local_mss(self, addr: bytes) -> int:
         return self.mtu - (40 if len(addr) == 4 else 60)
 
-    def _reply_rst(self, src: bytes, dst: bytes, seg: TcpRepr) -> None:
+    def _reply_rst(self, src: bytes, dst: bytes, seg: Segment) -> None:
         """RFC 9293 §3.10.7.1: RST for a segment that belongs to no connection."""
         if seg.flags & ACK:
             rst = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
@@ -550,7 +597,7 @@ class TcpStack:
             rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK)
         self.counters["tcp.rst_sent"] += 1
         self.counters["tcp.segments_out"] += 1
-        self._out.append((dst, src, rst.emit(dst, src)))
+        self._out.append((dst, src, emit(rst, dst, src)))
 
 
 __all__ = ["Flow", "TcpStack", "endpoint_str"]

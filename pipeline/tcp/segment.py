@@ -1,0 +1,187 @@
+"""The stack's hot path over ``pipeline.wire.tcp``: received segments decoded into a light view,
+and segments encoded with their checksum in one pass.
+
+``TcpRepr`` is the codec; this is the view class the style guide allows once a profile shows it
+matters (a short connection is ~8 segments, each decoded and half of them encoded). ``parse``
+handles the two layouts nearly every established segment has — no options, or the RFC 7323
+appendix A timestamp layout (NOP, NOP, TS) — with one ``struct`` call into a slotted
+``RxSegment``; anything else (SYN options, SACK blocks, malformed lengths) goes to
+``TcpRepr.parse``, which decides and raises alike. ``emit`` encodes a ``TcpRepr`` carrying no
+option or timestamps only and returns exactly the bytes ``TcpRepr.emit`` would; others go to it.
+
+The checksum is RFC 1071 done as arithmetic: since 2^16 = 1 (mod 0xFFFF), the one's-complement
+sum of 16-bit words is the residue mod 0xFFFF of the integer those bytes spell
+(``pipeline.wire.checksum.ones_sum``), and the IPv4 and IPv6 pseudo-headers both reduce to
+``int(src) + int(dst) + protocol + length``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+from pipeline.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, SYN, SackBlocks, TcpRepr
+
+_HDR = struct.Struct("!HHIIBBHHH")
+_HDR_TS = struct.Struct("!HHIIBBHHHIII")  # header + NOP NOP kind=8 len=10 + TSval TSecr
+_TS_OPT = 0x0101080A  # NOP, NOP, timestamp kind 8, length 10
+_OFF_PLAIN = 5 << 4
+_OFF_TS = 8 << 4
+_TS_HLEN = HEADER_LEN + 12
+
+
+class Segment(Protocol):
+    """What the endpoint reads of a received segment (``TcpRepr`` and ``RxSegment`` both are)."""
+
+    @property
+    def src_port(self) -> int: ...
+    @property
+    def dst_port(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ack(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def payload(self) -> bytes | memoryview: ...
+    @property
+    def mss(self) -> int | None: ...
+    @property
+    def wscale(self) -> int | None: ...
+    @property
+    def sack_permitted(self) -> bool: ...
+    @property
+    def sack_blocks(self) -> SackBlocks: ...
+    @property
+    def timestamp(self) -> tuple[int, int] | None: ...
+    @property
+    def seg_len(self) -> int: ...
+
+
+class RxSegment:
+    """A received segment with no option but timestamps (fields as in ``TcpRepr``)."""
+
+    __slots__ = ("src_port", "dst_port", "seq", "ack", "flags", "window", "payload", "timestamp")
+
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted = False
+    sack_blocks: SackBlocks = ()
+
+    def __init__(
+        self,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: memoryview,
+        timestamp: tuple[int, int] | None,
+    ) -> None:
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.payload = payload
+        self.timestamp = timestamp
+
+    @property
+    def seg_len(self) -> int:
+        flags = self.flags
+        return len(self.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+
+    def __repr__(self) -> str:
+        return (
+            f"RxSegment({self.src_port}->{self.dst_port} seq={self.seq} ack={self.ack} "
+            f"flags={self.flags:#x} window={self.window} len={len(self.payload)} "
+            f"ts={self.timestamp})"
+        )
+
+
+def parse(view: memoryview) -> Segment:
+    """Decode a segment of at least ``HEADER_LEN`` bytes (``DecodeError`` when malformed)."""
+    off = view[12] & 0xF0
+    if off == _OFF_PLAIN:
+        sport, dport, seq, ack, off, flags, window, _c, _u = _HDR.unpack_from(view)
+        return RxSegment(
+            sport, dport, seq, ack, flags | (off & 1) << 8, window, view[HEADER_LEN:], None
+        )
+    if off == _OFF_TS and len(view) >= _TS_HLEN:
+        sport, dport, seq, ack, off, flags, window, _c, _u, opt, tsval, tsecr = _HDR_TS.unpack_from(
+            view
+        )
+        if opt == _TS_OPT:
+            return RxSegment(
+                sport,
+                dport,
+                seq,
+                ack,
+                flags | (off & 1) << 8,
+                window,
+                view[_TS_HLEN:],
+                (tsval, tsecr),
+            )
+    return TcpRepr.parse(view)
+
+
+def addr_sum(src: bytes, dst: bytes) -> int:
+    """The addresses' share of the pseudo-header sum (see the module docstring)."""
+    return int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+
+
+def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> bytes:
+    """``seg.emit(src, dst)``, byte for byte; ``addrs`` is ``addr_sum(src, dst)`` if known."""
+    if (
+        seg.mss is not None
+        or seg.wscale is not None
+        or seg.sack_permitted
+        or seg.sack_blocks
+        or seg.extra_options
+    ):
+        return seg.emit(src, dst)
+    payload = seg.payload
+    plen = len(payload)
+    flags = seg.flags
+    ts = seg.timestamp
+    args: tuple[int, ...]
+    if ts is None:
+        hdr, hlen = _HDR, HEADER_LEN
+        args = (
+            seg.src_port,
+            seg.dst_port,
+            seg.seq & 0xFFFFFFFF,
+            seg.ack & 0xFFFFFFFF,
+            _OFF_PLAIN | (flags >> 8) & 1,
+            flags & 0xFF,
+            seg.window,
+        )
+        tail: tuple[int, ...] = (seg.urgent,)
+    else:
+        hdr, hlen = _HDR_TS, _TS_HLEN
+        args = (
+            seg.src_port,
+            seg.dst_port,
+            seg.seq & 0xFFFFFFFF,
+            seg.ack & 0xFFFFFFFF,
+            _OFF_TS | (flags >> 8) & 1,
+            flags & 0xFF,
+            seg.window,
+        )
+        tail = (seg.urgent, _TS_OPT, ts[0], ts[1])
+    if addrs is None:
+        addrs = addr_sum(src, dst)
+    total = int.from_bytes(hdr.pack(*args, 0, *tail), "big") + addrs + PROTO_TCP + hlen + plen
+    if plen:
+        total += int.from_bytes(payload, "big") << (8 if plen & 1 else 0)
+    csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+    head = hdr.pack(*args, csum, *tail)
+    return head + payload if plen else head
+
+
+__all__ = ["RxSegment", "Segment", "addr_sum", "emit", "parse"]
