@@ -47,14 +47,23 @@ class Loop:
             rt.port.write_frame(frame)
 
     def run(self, max_iterations: int | None = None) -> None:
+        """Serve until stopped.
+
+        The next deadline is asked of the components (``Runtime.poll_at``) once per wake at
+        most, and only when something that can move it ran: a wake that only carried frames the
+        host stack answered by itself (ICMP/ICMPv6 echo, ARP, ND: ``host.timers_dirty`` stays False)
+        keeps the deadline it had. Anything else (TCP, a packet stage, a ZeroMQ request, a
+        backend socket, a signal, a timeout, fired timers) asks again, and so does a wake more
+        than ``MAX_SLEEP`` after the last ask (wall-clock deadlines are converted when asked).
+        A stale deadline can only be early (a spurious wake, never a late timer).
+        """
         rt = self.rt
         poller = zmq.Poller()
         tap_fd = rt.port.fileno()
         if tap_fd is None:
             self.replay()
             return
-        if tap_fd is not None:
-            poller.register(tap_fd, zmq.POLLIN)
+        poller.register(tap_fd, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         sockets: dict[Any, Any] = {}
         for component in (rt.control, rt.subscriber):
@@ -65,36 +74,62 @@ class Loop:
         if backends is not None:  # forward's backend sockets, registered as they come and go
             backends.attach(poller)
         clock = rt.clocks.monotonic
+        host = rt.host
+        read_frames, receive = rt.port.read_frames, host.receive_frame
+        frames_to_send, write_frame = host.frames_to_send, rt.port.write_frame
+        poll, wake_r = poller.poll, self._wake_r
         now = clock()
-        for frame in rt.host.startup_frames(now):
-            rt.port.write_frame(frame)
+        for frame in host.startup_frames(now):
+            write_frame(frame)
+        host.timers_dirty = False
+        deadline = rt.poll_at(now)
+        asked = now
         iterations = 0
         while not self.stopping:
             if max_iterations is not None:
                 iterations += 1
                 if iterations > max_iterations:
                     break
-            deadline = rt.poll_at(now)
-            timeout = MAX_SLEEP if deadline is None else min(MAX_SLEEP, max(0.0, deadline - now))
-            ready = dict(poller.poll(int(timeout * 1000 + 0.999)))
+            if deadline is None:
+                timeout = MAX_SLEEP
+            else:
+                timeout = min(MAX_SLEEP, max(0.0, deadline - now))
+            events = poll(int(timeout * 1000 + 0.999))
             now = clock()
-            if tap_fd is not None and tap_fd in ready:
-                for frame in rt.port.read_frames(FRAMES_PER_WAKE):
-                    rt.host.receive_frame(frame, now)
-            for sock, component in sockets.items():
-                if sock in ready:
-                    component.process(now)
+            if len(events) == 1 and events[0][0] == tap_fd:  # the common wake: frames only
+                stale = False
+                for frame in read_frames(FRAMES_PER_WAKE):
+                    receive(frame, now)
+            else:
+                stale = True
+                ready = dict(events)
+                if tap_fd in ready:
+                    for frame in read_frames(FRAMES_PER_WAKE):
+                        receive(frame, now)
+                for sock, component in sockets.items():
+                    if sock in ready:
+                        component.process(now)
+                if wake_r in ready:
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        pass
             if backends is not None and backends.conns:
-                backends.service(ready, now)
-            if self._wake_r in ready:
-                try:
-                    os.read(self._wake_r, 512)
-                except BlockingIOError:
-                    pass
-            deadline = rt.poll_at(now)
-            if deadline is not None and deadline <= now:
+                backends.service(dict(events), now)
+                stale = True
+            if stale or host.timers_dirty or now - asked >= MAX_SLEEP:
+                host.timers_dirty = False
+                deadline = rt.poll_at(now)
+                asked = now
+            fired = deadline is not None and deadline <= now
+            if fired:
                 rt.handle_timers(now)
-            self.flush(now)
+            for frame in frames_to_send(now):  # self.flush(now), without the lookups
+                write_frame(frame)
+            if fired or host.timers_dirty:  # timers ran, or output queued behind a neighbour probe
+                host.timers_dirty = False
+                deadline = rt.poll_at(now)
+                asked = now
 
     def replay(self) -> None:
         """A port with no fd (pcap replay, memory) is drained once.

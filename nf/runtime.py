@@ -51,9 +51,11 @@ class Runtime:
         self.control: Any = None
         self.subscriber: Any = None
         self.backends: Any = None  # nf.backends.KernelConnector (forward's backend sockets)
+        self.capture: Any = None  # plugins.capture.manager.CaptureManager
         self.packet_chain = PacketChain()
         self.listeners: dict[tuple[bytes, int], StreamChain] = {}
         self._closers: list[Any] = []
+        self._timed: tuple[Any, ...] = ()  # components with monotonic timers besides the host
 
     # ---- building ----------------------------------------------------------------------------
     def build(self) -> Runtime:
@@ -94,6 +96,9 @@ class Runtime:
             packet_chain=self.packet_chain,
         )
         self.tcp.set_listeners(self._build_listeners())
+        self._timed = tuple(  # fixed from here on: poll_at skips absent ones once, not per call
+            c for c in (self.exporter, self.backends, self.capture) if c is not None
+        )
         return self
 
     def _build_capture(self) -> None:
@@ -246,40 +251,44 @@ class Runtime:
 
         Wall-clock deadlines are converted against the caller's ``now`` so that a due one
         equals ``now`` (converting against a fresh clock read would always land just past it,
-        and the loop would spin without ever firing it).
+        and the loop would spin without ever firing it). The loop asks at most once per wake
+        (``nf.loop``): no temporary lists here, and the wall clock is read once.
         """
         if now is None:
             now = self.clocks.monotonic()
-        deadlines = []
-        if self.host is not None and (t := self.host.poll_at()) is not None:
-            deadlines.append(t)
-        for profile in self._profile_runtimes():
-            if (w := profile.poll_at()) is not None:
-                deadlines.append(now + max(0.0, w - self.clocks.wall()))
-        if self.exporter is not None and (t := self.exporter.poll_at()) is not None:
-            deadlines.append(t)
-        if self.backends is not None and (t := self.backends.poll_at()) is not None:
-            deadlines.append(t)
-        capture = getattr(self, "capture", None)  # late verdicts and idle flush of captures
-        if capture is not None and (t := capture.poll_at()) is not None:
-            deadlines.append(t)
-        return min(deadlines) if deadlines else None
+        first: float | None = None
+        host = self.host
+        if host is not None:
+            first = host.poll_at()
+        if self.tls is not None:
+            wall_first: float | None = None
+            for profile in self.tls:
+                w = profile.poll_at()
+                if w is not None and (wall_first is None or w < wall_first):
+                    wall_first = w
+            if wall_first is not None:
+                t = now + max(0.0, wall_first - self.clocks.wall())
+                if first is None or t < first:
+                    first = t
+        for component in self._timed:
+            t = component.poll_at()
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
 
     def handle_timers(self, now: float) -> None:
         if self.backends is not None:  # first: a backend error it reports may write to a flow
             self.backends.handle_timer(now)
         if self.host is not None:
             self.host.handle_timer(now)
-        if getattr(self, "capture", None) is not None:
+        if self.capture is not None:
             self.capture.handle_timer(now)
-        wall = self.clocks.wall()
-        for profile in self._profile_runtimes():
-            profile.handle_timer(wall)
+        if self.tls is not None:
+            wall = self.clocks.wall()
+            for profile in self.tls:
+                profile.handle_timer(wall)
         if self.exporter is not None:
             self.exporter.tick(now, self.stats)
-
-    def _profile_runtimes(self) -> list[Any]:
-        return [self.tls.get(name) for name in self.tls.names()] if self.tls is not None else []
 
     def stats(self) -> dict[str, Any]:
         counters = dict(self.counters)

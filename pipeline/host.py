@@ -86,6 +86,10 @@ class HostStack:
             | {ipv6_multicast_mac(ipv6.solicited_node(v)) for v in self.v6}
         )
         self._out: list[bytes] = []
+        # Set when something here may have moved a deadline (TCP got a segment, a packet stage
+        # ran, a packet was queued for or released by neighbour resolution, timers ran); the
+        # loop clears it after asking ``poll_at``. Echo, ARP and ND answers leave it alone.
+        self.timers_dirty = False
         self._ident = 0
         self._now = 0.0
         self._by_ethertype: dict[int, Callable[[EthernetRepr, memoryview, float], None]] = {
@@ -115,9 +119,11 @@ class HostStack:
         self.counters["rx.frames"] += 1
         try:
             chain = self.packet_chain
-            if chain is not None and chain.stages and not chain.run(frame, "in", now):
-                self.counters["drop.stage"] += 1
-                return
+            if chain is not None and chain.stages:
+                self.timers_dirty = True  # a stage (a capture) keeps timers of its own
+                if not chain.run(frame, "in", now):
+                    self.counters["drop.stage"] += 1
+                    return
             ethertype = frame[12:14]
             if frame[0:6] == self.mac:  # hot paths: untagged unicast to us, no header objects
                 if ethertype == b"\x08\x00":
@@ -176,6 +182,7 @@ class HostStack:
 
     def handle_timer(self, now: float) -> None:
         self._now = now
+        self.timers_dirty = True
         for dst, src in self.pending.due(now):
             self._probe(dst, src, now)
         if self.tcp is not None:
@@ -249,6 +256,7 @@ class HostStack:
     def _deliver_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
         if self.tcp is None:
             raise WireError("no_transport", "TCP without a transport handler")
+        self.timers_dirty = True
         self.tcp.receive_tcp(src, dst, segment, now)
 
     # ---- IPv6 ------------------------------------------------------------------------------
@@ -361,6 +369,7 @@ class HostStack:
     def _learn(self, ip: bytes, mac: bytes, now: float) -> None:
         self.neighbours.learn(ip, mac)
         if ip in self.pending:
+            self.timers_dirty = True
             header = mac + self.mac + (_ETHERTYPE_IPV4 if len(ip) == 4 else _ETHERTYPE_IPV6)
             for packet in self.pending.resolved(ip):
                 self._transmit(header + packet, now)
@@ -390,8 +399,10 @@ class HostStack:
             self._transmit(gso(frame, gso_size) if gso_size else frame, now)
         elif gso_size:  # not queued: a resolved neighbour's frame would lose its offload mark
             self.counters["drop.too_big"] += 1
-        elif self.pending.enqueue(dst, src, packet, now):
-            self._probe(dst, src, now)
+        else:
+            self.timers_dirty = True
+            if self.pending.enqueue(dst, src, packet, now):
+                self._probe(dst, src, now)
 
     def _probe(self, dst: bytes, src: bytes, now: float) -> None:
         """ARP request or Neighbor Solicitation for ``dst`` from our address ``src``."""
@@ -406,9 +417,11 @@ class HostStack:
 
     def _transmit(self, frame: bytes, now: float) -> None:
         chain = self.packet_chain
-        if chain is not None and chain.stages and not chain.run(frame, "out", now):
-            self.counters["drop.stage"] += 1
-            return
+        if chain is not None and chain.stages:
+            self.timers_dirty = True
+            if not chain.run(frame, "out", now):
+                self.counters["drop.stage"] += 1
+                return
         if len(self._out) >= MAX_TX_QUEUE:
             self.counters["drop.tx_full"] += 1
             return

@@ -303,10 +303,10 @@ class TapPort:
 
     def read_frames(self, max_frames: int = 64) -> list[bytes]:
         frames: list[bytes] = []
-        fd, size = self.fileno(), self._bufsize
+        fd, size, offload, read = self.fileno(), self._bufsize, self.offload, os.read
         for _ in range(max_frames):
             try:
-                frame = os.read(fd, size)
+                frame = read(fd, size)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -317,7 +317,7 @@ class TapPort:
                 raise
             if not frame:
                 break
-            if self.offload:
+            if offload:
                 stripped = self._from_vnet(frame)
                 if stripped is None:
                     continue
@@ -339,15 +339,18 @@ class TapPort:
         return frame
 
     def write_frame(self, frame: bytes | bytearray | memoryview) -> bool:
+        fd = self.fd
+        if fd is None:
+            raise TapError("TAP is not open")
         try:
             if self.offload:
                 gso_size = getattr(frame, "gso_size", 0)
                 parts = to_vnet_gso(frame, gso_size) if gso_size else None
-                os.writev(self.fileno(), parts or (VNET_NONE, frame))
+                os.writev(fd, parts or (VNET_NONE, frame))
                 if parts:
                     self.tx_gso_frames += 1
             else:
-                os.write(self.fileno(), frame)
+                os.write(fd, frame)
         except (BlockingIOError, InterruptedError):
             self.write_drops += 1
             return False

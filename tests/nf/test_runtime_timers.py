@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from nf.config import load_config_data
 from nf.runtime import Clocks, Runtime
 
@@ -19,14 +21,13 @@ class Profile:
 
 
 class Registry:
+    """What the runtime uses of ``plugins.tls.registry.ProfileRegistry``: its profiles."""
+
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
 
-    def names(self) -> list[str]:
-        return ["p"]
-
-    def get(self, name: str) -> Profile:
-        return self.profile
+    def __iter__(self) -> Iterator[Profile]:
+        return iter([self.profile])
 
 
 def test_a_past_wall_deadline_is_due_at_the_loops_now() -> None:

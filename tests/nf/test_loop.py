@@ -1,0 +1,227 @@
+"""The I/O loop over a real file descriptor (a SOCK_SEQPACKET pair standing in for the TAP): it
+answers at once, fires every timer on time while frames keep it awake, asks the components for
+their deadlines only when something could have moved one, sleeps when idle and stops on a signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from scapy.compat import raw
+from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.l2 import Ether
+
+from nf.config import DEFAULT_MAC, load_config_data
+from nf.loop import MAX_SLEEP, Loop
+from nf.runtime import Runtime
+
+VIP, PEER = "192.0.2.10", "192.0.2.1"
+PEER_MAC = "02:00:00:00:0b:01"
+
+
+class PairPort:
+    """FrameSource/FrameSink over one end of a SOCK_SEQPACKET pair (one datagram per frame)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_frames(self, max_frames: int = 64) -> list[bytes]:
+        frames = []
+        for _ in range(max_frames):
+            try:
+                frames.append(self.sock.recv(65536))
+            except BlockingIOError:
+                break
+        return frames
+
+    def write_frame(self, frame: bytes) -> bool:
+        self.sock.send(frame)
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Peer:
+    """The other end: sends frames, collects what the NF writes with the time it arrived."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(2.0)
+        self.sock = sock
+        self.frames: list[tuple[float, Ether]] = []
+
+    def send(self, pkt: Any) -> None:
+        self.sock.send(raw(Ether(dst=DEFAULT_MAC, src=PEER_MAC) / pkt))
+
+    def recv(self) -> Ether:
+        frame = Ether(self.sock.recv(65536))
+        self.frames.append((time.monotonic(), frame))
+        return frame
+
+    def ping(self, seq: int) -> Ether:
+        """One echo request; the reply (other frames that arrive first are kept in ``frames``)."""
+        self.send(IP(src=PEER, dst=VIP) / ICMP(id=7, seq=seq) / (b"x" * 32))
+        while True:
+            frame = self.recv()
+            if ICMP in frame and frame[ICMP].type == 0 and frame[ICMP].seq == seq:
+                return frame
+
+
+@pytest.fixture
+def lab() -> Iterator[tuple[Runtime, Loop, Peer]]:
+    cfg = load_config_data(
+        {
+            "vips": [{"address": VIP}],
+            "tcp": {"rto_initial": 0.1, "rto_min": 0.1},
+            "virtual_servers": [{"name": "echo", "port": 7, "chain": ["echo"]}],
+        }
+    )
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    rt = Runtime(cfg, port=PairPort(ours)).build()
+    loop = Loop(rt)
+    try:
+        yield rt, loop, Peer(theirs)
+    finally:
+        rt.close()
+        loop.close()
+        theirs.close()
+
+
+def run_with(loop: Loop, client: Callable[[], None]) -> None:
+    """Run the loop until ``client`` (in a thread) returns; bounded."""
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            client()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            loop.stopping = True
+            os.write(loop._wake_w, b"\0")
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    try:
+        loop.run(max_iterations=200_000)
+    finally:
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    if errors:
+        raise errors[0]
+
+
+def count_calls(rt: Runtime) -> list[float]:
+    asked: list[float] = []
+    real = rt.poll_at
+
+    def poll_at(now: float | None = None) -> float | None:
+        asked.append(time.monotonic())
+        return real(now)
+
+    rt.poll_at = poll_at  # type: ignore[method-assign]
+    return asked
+
+
+def test_echo_requests_are_answered_without_asking_for_deadlines(lab: Any) -> None:
+    rt, loop, peer = lab
+    asked = count_calls(rt)
+    replies: list[Ether] = []
+    run_with(loop, lambda: replies.extend(peer.ping(i) for i in range(300)))
+    assert len(replies) == 300
+    assert rt.counters["icmp.echo_replied"] == 300
+    # The start, the stop, the odd once-a-second refresh: not one per wake.
+    assert len(asked) < 10, len(asked)
+
+
+def test_a_tcp_timer_set_during_an_echo_flood_fires_on_time(lab: Any) -> None:
+    """A SYN arms the SYN-ACK retransmission timer (RTO 0.1 s); echo requests keep the loop busy
+    with wakes that do not ask for deadlines; the retransmission still leaves on time."""
+    rt, loop, peer = lab
+    synacks: list[float] = []
+
+    def client() -> None:
+        peer.send(IP(src=PEER, dst=VIP) / TCP(sport=40000, dport=7, flags="S", seq=1000))
+        start = time.monotonic()
+        seq = 0
+        while time.monotonic() - start < 0.5:
+            seq += 1
+            peer.ping(seq)
+        synacks.extend(t - start for t, f in peer.frames if TCP in f and f[TCP].flags == "SA")
+
+    run_with(loop, client)
+    assert len(synacks) >= 2, synacks  # the answer and at least one retransmission
+    assert synacks[0] < 0.05
+    assert 0.09 <= synacks[1] < 0.4, synacks  # late would be a whole MAX_SLEEP
+    assert rt.counters["icmp.echo_replied"] > 10
+
+
+class WallTimer:
+    """A TLS profile's wall-clock timer (ticket rotation, cache expiry), as the runtime sees it."""
+
+    def __init__(self, due_wall: float) -> None:
+        self.due_wall: float | None = due_wall
+        self.fired: list[float] = []
+
+    def __iter__(self) -> Iterator[WallTimer]:
+        return iter([self])  # a registry of one profile
+
+    def poll_at(self) -> float | None:
+        return self.due_wall
+
+    def handle_timer(self, wall_now: float) -> None:
+        if self.due_wall is not None and wall_now >= self.due_wall:
+            self.fired.append(wall_now)
+            self.due_wall = None
+
+
+def test_a_wall_clock_timer_fires_on_time_during_an_echo_flood(lab: Any) -> None:
+    rt, loop, peer = lab
+    due = time.time() + 0.2
+    rt.tls = timer = WallTimer(due)
+
+    def client() -> None:
+        start = time.monotonic()
+        seq = 0
+        while time.monotonic() - start < 0.4:
+            seq += 1
+            peer.ping(seq)
+
+    run_with(loop, client)
+    assert len(timer.fired) == 1
+    assert 0 <= timer.fired[0] - due < 0.15
+
+
+def test_an_idle_loop_sleeps(lab: Any) -> None:
+    rt, loop, peer = lab
+    asked = count_calls(rt)
+    run_with(loop, lambda: time.sleep(0.3))
+    # No timer pending: one wait of up to MAX_SLEEP, ended by the stop, never a spin.
+    assert MAX_SLEEP >= 0.3
+    assert len(asked) <= 3, len(asked)
+
+
+def test_sigterm_stops_the_loop_at_once(lab: Any) -> None:
+    rt, loop, peer = lab
+    restore = loop.install_signal_handlers()
+    try:
+        timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM))
+        start = time.monotonic()
+        timer.start()
+        loop.run(max_iterations=1000)
+        assert loop.stopping
+        assert time.monotonic() - start < 0.1 + MAX_SLEEP / 2
+    finally:
+        timer.cancel()
+        restore()
