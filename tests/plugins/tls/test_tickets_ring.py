@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import random
+import struct
+from dataclasses import replace
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.tls.session import SessionState
+from plugins.tls.session import UNRESUMABLE, SessionState
 from plugins.tls.tickets import (
     KEY_LEN,
     MAX_KEYS,
@@ -94,6 +97,19 @@ def test_expired_and_future_tickets() -> None:
     assert res.status == "ticket_expired" and res.age_s == 60.5 and res.state is None
     assert r.open(t, 1000.0, lifetime=5000).status == "ok"  # the caller's lifetime wins
     assert r.open(t, 0.0).status == "ticket_invalid"  # issued 100 s in the future
+
+
+def test_state_that_does_not_decode_is_invalid_even_under_a_good_tag() -> None:
+    """A ticket from an older release (msgpack state) or of an unresumable state: the tag checks
+    out, the state does not decode, so the ticket is invalid (a full handshake follows)."""
+    r, _ = ring()
+    old = msgpack.packb([0x0303, 0xC02B, b"\x11" * 48, True, "a.lab", None, 100.0])
+    for state in (old, UNRESUMABLE, replace(STATE, sni="").encode()):
+        nonce = bytes(12)
+        body = r.current.aead.encrypt(nonce, struct.pack(">d", 100.0) + state, r.current.name)
+        res = r.open(r.current.name + nonce + body, 101.0)
+        assert (res.status, res.key_name) == ("ticket_invalid", r.current.name.hex())
+    assert r.invalid == 3
 
 
 def test_rotation_keeps_old_keys_decrypt_only_then_erases_them() -> None:
