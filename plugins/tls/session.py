@@ -14,13 +14,14 @@ ticket seals them (``tickets.py``). Layout, big-endian, 59 bytes plus the two na
 
 ``created`` is informational: cache ages come from the store's own put time and ticket ages
 from the ticket's issue time, so nothing in tapnf reads it back and seconds are plenty.
-``encode`` never raises: a state the layout cannot hold (an empty or over-255-byte name, a
-``created`` that is negative, NaN or past 2106, a master secret of the wrong size) encodes as a
-fixed marker that never decodes, so that session simply cannot be resumed (the msgpack encoding
-before this one refused most of them at decode). ``decode`` is given bytes an attacker may
-have influenced (a cache shared between instances, a ticket whose AEAD tag checked out but whose
-plaintext came from an older release), so it validates every field and raises only
-``DecodeError``.
+``encode`` never raises: a state the layout cannot hold (an empty, over-255-byte or unencodable
+name, a ``created`` that is negative, NaN or past 2106, a master secret of the wrong size, a
+version or suite past 16 bits) encodes as ``UNRESUMABLE``, a marker that never decodes, so that
+session simply cannot be resumed (the msgpack encoding before this one refused most of them at
+decode). ``decode`` is given bytes an attacker may have influenced (a cache shared between
+instances, a ticket whose AEAD tag checked out but whose plaintext came from an older release —
+the msgpack states of releases before this layout are refused, so their tickets fall back to a
+full handshake), so it validates every field and raises only ``DecodeError``.
 """
 
 from __future__ import annotations
