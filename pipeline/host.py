@@ -81,6 +81,7 @@ class HostStack:
         self.packet_chain = packet_chain
         self.neighbours = NeighbourTable(neighbour_limit, counters)
         self.pending = PendingQueue(counters)
+        self._waiting = self.pending.waiting  # ``ip in`` per received frame, without a call
         self.listen_macs = frozenset(
             {self.mac, BROADCAST, ipv6_multicast_mac(ipv6.ALL_NODES)}
             | {ipv6_multicast_mac(ipv6.solicited_node(v)) for v in self.v6}
@@ -368,7 +369,7 @@ class HostStack:
     # ---- neighbours and output ---------------------------------------------------------------
     def _learn(self, ip: bytes, mac: bytes, now: float) -> None:
         self.neighbours.learn(ip, mac)
-        if ip in self.pending:
+        if ip in self._waiting:
             self.timers_dirty = True
             header = mac + self.mac + (_ETHERTYPE_IPV4 if len(ip) == 4 else _ETHERTYPE_IPV6)
             for packet in self.pending.resolved(ip):
@@ -382,26 +383,26 @@ class HostStack:
                 self.counters["drop.too_big"] += 1
                 return
             self._ident = ident = (self._ident + 1) & 0xFFFF
-            packet = ipv4.build_header(src, dst, proto, len(l4), ident) + l4
+            header = ipv4.build_header(src, dst, proto, len(l4), ident)
             ethertype = _ETHERTYPE_IPV4
         elif len(src) == 16 and src in self.v6 and len(dst) == 16:
             if 40 + len(l4) > self.mtu and not gso_size:
                 self.counters["drop.too_big"] += 1
                 return
-            packet = Ipv6Repr(src, dst, proto, len(l4)).emit(l4)
+            header = ipv6.build_header(src, dst, proto, len(l4))
             ethertype = _ETHERTYPE_IPV6
         else:
             self.counters["drop.bad_source"] += 1
             return
         mac = self.neighbours.lookup(dst)
         if mac is not None:
-            frame = mac + self.mac + ethertype + packet
+            frame = b"".join((mac, self.mac, ethertype, header, l4))  # one copy of the payload
             self._transmit(gso(frame, gso_size) if gso_size else frame, now)
         elif gso_size:  # not queued: a resolved neighbour's frame would lose its offload mark
             self.counters["drop.too_big"] += 1
         else:
             self.timers_dirty = True
-            if self.pending.enqueue(dst, src, packet, now):
+            if self.pending.enqueue(dst, src, header + l4, now):
                 self._probe(dst, src, now)
 
     def _probe(self, dst: bytes, src: bytes, now: float) -> None:

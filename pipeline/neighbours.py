@@ -36,10 +36,12 @@ class NeighbourTable:
 
     def learn(self, ip: bytes, mac: bytes) -> None:
         entries = self._entries
-        if ip in entries:
+        known = entries.get(ip)
+        if known is not None:
             entries.move_to_end(ip)
-            if entries[ip] != mac:
-                self.counters["neighbour.changed"] += 1
+            if known == mac:  # the common case (every frame from a known peer): nothing to write
+                return
+            self.counters["neighbour.changed"] += 1
         else:
             self.counters["neighbour.learned"] += 1
             if len(entries) >= self.limit:
@@ -92,19 +94,20 @@ class PendingQueue:
         self.neighbours = neighbours
         self.retry_interval = retry_interval
         self.max_attempts = max_attempts
-        self._pending: dict[bytes, Pending] = {}
+        #: neighbour -> its queue; read-only outside (the host stack's per-frame ``ip in``)
+        self.waiting: dict[bytes, Pending] = {}
 
     def enqueue(self, dst: bytes, src: bytes, packet: bytes, now: float) -> bool:
         """Queue ``packet`` for ``dst``; True when a first probe should be sent now.
 
         A packet the bounds refuse is counted (``drop.queue_full`` / ``drop.pending_full``).
         """
-        entry = self._pending.get(dst)
+        entry = self.waiting.get(dst)
         if entry is None:
-            if len(self._pending) >= self.neighbours:
+            if len(self.waiting) >= self.neighbours:
                 self.counters["drop.pending_full"] += 1
                 return False
-            self._pending[dst] = Pending(src, now + self.retry_interval, packets=[packet])
+            self.waiting[dst] = Pending(src, now + self.retry_interval, packets=[packet])
             return True
         if len(entry.packets) >= self.per_neighbour:
             self.counters["drop.queue_full"] += 1
@@ -114,23 +117,23 @@ class PendingQueue:
 
     def resolved(self, ip: bytes) -> list[bytes]:
         """The packets waiting for ``ip`` (now resolved), in order; forgets the entry."""
-        entry = self._pending.pop(ip, None)
+        entry = self.waiting.pop(ip, None)
         return entry.packets if entry is not None else []
 
     def poll_at(self) -> float | None:
-        if not self._pending:
+        if not self.waiting:
             return None
-        return min(e.next_probe for e in self._pending.values())
+        return min(e.next_probe for e in self.waiting.values())
 
     def due(self, now: float) -> list[tuple[bytes, bytes]]:
         """(neighbour, our source address) pairs to probe again now; gives up on the exhausted
         ones, counting each of their packets as ``drop.unresolved``."""
         again: list[tuple[bytes, bytes]] = []
-        for ip, entry in list(self._pending.items()):
+        for ip, entry in list(self.waiting.items()):
             if entry.next_probe > now:
                 continue
             if entry.attempts >= self.max_attempts:
-                del self._pending[ip]
+                del self.waiting[ip]
                 self.counters["drop.unresolved"] += len(entry.packets)
                 self.counters["neighbour.unresolved"] += 1
                 continue
@@ -140,10 +143,10 @@ class PendingQueue:
         return again
 
     def __contains__(self, ip: object) -> bool:
-        return ip in self._pending
+        return ip in self.waiting
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self.waiting)
 
 
 __all__ = ["NeighbourTable", "Pending", "PendingQueue"]

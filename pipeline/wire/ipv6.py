@@ -110,6 +110,13 @@ class Ipv6Repr:
         return hdr + payload
 
 
+def build_header(
+    src: bytes, dst: bytes, next_header: int, payload_len: int, hop_limit: int = DEFAULT_HOP_LIMIT
+) -> bytes:
+    """The 40-byte fixed header (``Ipv6Repr.emit`` without the object or the payload copy)."""
+    return _HDR.pack(6 << 28, payload_len, next_header, hop_limit, src, dst)
+
+
 __all__ = [
     "ALL_NODES",
     "DEFAULT_HOP_LIMIT",
@@ -118,6 +125,7 @@ __all__ = [
     "NH_UDP",
     "UNSPECIFIED",
     "Ipv6Repr",
+    "build_header",
     "check_fixed_header",
     "ipv6_str",
     "is_multicast_v6",

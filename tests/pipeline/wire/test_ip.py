@@ -17,6 +17,7 @@ from pipeline.errors import ApiError, DecodeError
 from pipeline.wire.drops import reason_of
 from pipeline.wire.ipv4 import PROTO_TCP, PROTO_UDP, Ipv4Repr, build_header, ipv4_str
 from pipeline.wire.ipv6 import NH_TCP, NH_UDP, Ipv6Repr, ipv6_str, solicited_node
+from pipeline.wire.ipv6 import build_header as build_header6
 
 S4, D4 = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 10])
 S6 = bytes.fromhex("20010db8000000000000000000000001")
@@ -192,3 +193,17 @@ def test_build_header_is_emit_without_the_object() -> None:
     assert build_header(S4, D4, PROTO_TCP, 10, 7, 33, 4, False) == hdr.emit(bytes(10))[:20]
     with pytest.raises(ApiError):
         build_header(S4, D4, PROTO_TCP, 65516, 0)
+
+
+@pytest.mark.parametrize("ident", [0, 1, 0x1234, 0xFFFF])
+@pytest.mark.parametrize("length", [0, 1, 39, 1480, 65515])
+def test_build_header_checksum_matches_scapys(ident: int, length: int) -> None:
+    hdr = build_header(S4, D4, PROTO_TCP, length, ident)
+    ours = IP(hdr)
+    fresh = IP(raw(IP(src=ours.src, dst=ours.dst, proto=6, id=ident, flags="DF", len=20 + length)))
+    assert ours.chksum == fresh.chksum and raw(ours)[:20] == raw(fresh)[:20]
+
+
+def test_build_header6_is_emit_without_the_object_or_payload() -> None:
+    assert build_header6(S6, D6, NH_TCP, 10) == Ipv6Repr(S6, D6, NH_TCP, 10).emit(bytes(10))[:40]
+    assert build_header6(S6, D6, NH_UDP, 3, 9) == Ipv6Repr(S6, D6, NH_UDP, 3, 9).emit(b"abc")[:40]
