@@ -18,7 +18,7 @@ from pipeline.tcp.assembler import Reassembler
 from pipeline.tcp.config import TcpConfig
 from pipeline.tcp.segment import Segment
 from pipeline.tcp.sender import TcpSender
-from pipeline.tcp.seq import MASK, seq_diff, unwrap, wire
+from pipeline.tcp.seq import HALF, MASK, unwrap, wire
 from pipeline.tcp.tcb import (
     CHALLENGE_ACKS_PER_SECOND,
     CLOSE_WAIT,
@@ -44,6 +44,8 @@ from pipeline.wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
 class TcpEndpoint(TcpSender):
     """One TCP connection. Build with ``accept()`` (passive), ``connect()`` or ``from_cookie()``."""
+
+    __slots__ = ()
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
@@ -160,21 +162,30 @@ class TcpEndpoint(TcpSender):
             self._rx_syn_sent(seg, now)
             return
         flags = seg.flags
-        seq = unwrap(seg.seq, self.rcv_nxt)
-        plen = len(seg.payload)
-        if self.ts_ok and seg.timestamp is not None and not flags & RST:
-            behind = seq_diff(self.ts_recent, seg.timestamp[0])
-            reordered = behind <= PAWS_REORDER_TICKS and (
-                seq + plen > self.rcv_nxt if plen else not flags & (SYN | FIN)
-            )
-            if behind > 0 and not reordered:  # PAWS (RFC 7323 §5), tolerant of reordering
-                self.counters["tcp.paws_drops"] += 1
-                self._ack_now = True
-                return
+        nxt = self.rcv_nxt
+        d = (seg.seq - nxt) & MASK  # unwrap(seg.seq, nxt), inline: this runs per segment
+        seq = nxt + (d - 0x100000000 if d >= HALF else d)
+        payload = seg.payload
+        plen = len(payload)
+        ts = seg.timestamp
+        if ts is not None and self.ts_ok and not flags & RST:
+            behind = (self.ts_recent - ts[0]) & MASK  # seq_diff(ts_recent, TSval)
+            if behind and behind < HALF:  # older than TS.Recent
+                reordered = behind <= PAWS_REORDER_TICKS and (
+                    seq + plen > nxt if plen else not flags & (SYN | FIN)
+                )
+                if not reordered:  # PAWS (RFC 7323 §5), tolerant of reordering
+                    self.counters["tcp.paws_drops"] += 1
+                    self._ack_now = True
+                    return
         if st is SYN_RECEIVED and flags & SYN and not flags & ACK and seq == self.irs:
             self.snd_nxt = self.iss  # retransmitted SYN: send the SYN-ACK again
             return
-        if not self._acceptable(seq, seg.seg_len):
+        # the acceptance test; its commonest answer (the next expected byte, window open or
+        # segment empty) first
+        if not (
+            seq == nxt and (not plen and not flags & (SYN | FIN) or self.rcv_adv > nxt)
+        ) and not self._acceptable(seq, plen + (flags & SYN and 1) + (flags & FIN)):
             if flags & ACK and not flags & (RST | SYN) and self.rcv_adv <= self.rcv_nxt:
                 # RFC 9293 §3.10.7.4: with a zero window, valid ACKs are still processed
                 if st is not SYN_RECEIVED:
@@ -188,9 +199,10 @@ class TcpEndpoint(TcpSender):
                     self.tw_at = now + self.config.time_wait
             return
         if st is not TIME_WAIT:
-            self.idle_at = now + self.config.idle_timeout
-            if self.config.keepalive:
-                self.ka_at, self.ka_sent = now + self.config.keepalive, 0
+            cfg = self.config
+            self.idle_at = now + cfg.idle_timeout
+            if cfg.keepalive:
+                self.ka_at, self.ka_sent = now + cfg.keepalive, 0
         if flags & RST:
             self._rx_rst(seq, now)
             return
@@ -199,7 +211,9 @@ class TcpEndpoint(TcpSender):
             return
         if not flags & ACK:
             return
-        ack = unwrap(seg.ack, self.snd_una)
+        una = self.snd_una
+        d = (seg.ack - una) & MASK  # unwrap(seg.ack, una)
+        ack = una + (d - 0x100000000 if d >= HALF else d)
         if st is SYN_RECEIVED:
             if not self.snd_una < ack <= self.snd_max:
                 self._urgent.append(TcpRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
@@ -211,11 +225,12 @@ class TcpEndpoint(TcpSender):
         st = self.state
         if st is CLOSED:
             return
-        if self.ts_ok and seg.timestamp is not None and seq <= self.rcv_nxt:
-            if seq_diff(seg.timestamp[0], self.ts_recent) > 0:
-                self.ts_recent = seg.timestamp[0]
+        if ts is not None and self.ts_ok and seq <= self.rcv_nxt:
+            ahead = (ts[0] - self.ts_recent) & MASK  # seq_diff(TSval, ts_recent) > 0
+            if ahead and ahead < HALF:
+                self.ts_recent = ts[0]
         if plen and st in RECV_OPEN:
-            self._rx_data(seq, seg.payload, now)
+            self._rx_data(seq, payload, now)
         if flags & FIN and st not in (CLOSE_WAIT, LAST_ACK, CLOSING):
             fin_at = seq + plen
             if fin_at <= self.rcv_adv or fin_at == self.rcv_nxt:

@@ -26,6 +26,8 @@ MAX_SACK_RANGES = 64  # scoreboard bound: a peer cannot make us keep more
 
 
 class TcpSender(Tcb):
+    __slots__ = ()
+
     def _new_ack(self, ack: int, now: float, seg: Segment) -> None:
         acked = ack - self.snd_una
         cut = min(ack, self._data_end()) - self.sbuf_start
@@ -215,6 +217,12 @@ class TcpSender(Tcb):
         )
 
     def segments_to_send(self, now: float) -> list[TcpRepr]:
+        if (
+            not (self._urgent or self._ack_now or self._fast_rtx or self._tlp)
+            and self.snd_nxt >= self._data_end() + self.fin_queued
+            and (self.ack_at is None or now < self.ack_at)
+        ):
+            return []  # nothing due: the commonest answer, decided before any other
         out: list[TcpRepr] = []
         if self._urgent:
             out.extend(self._urgent)
@@ -253,11 +261,12 @@ class TcpSender(Tcb):
             seg = self._tail_probe(now)
             if seg is not None:
                 out.append(seg)
-        for _ in range(1024):
-            seg = self._data_segment(self.snd_nxt, now)
-            if seg is None:
-                break
-            out.append(seg)
+        if self.snd_nxt < self._data_end() + self.fin_queued:  # new data or our FIN
+            for _ in range(1024):
+                seg = self._data_segment(self.snd_nxt, now)
+                if seg is None:
+                    break
+                out.append(seg)
         if self._ack_now or (self.ack_at is not None and now >= self.ack_at):
             out.append(self._segment(self.snd_max, ACK, now))
         if (
@@ -351,18 +360,25 @@ class TcpSender(Tcb):
         return seg
 
     def poll_at(self) -> float | None:
-        t: float | None = None
-        for x in (
-            self.rtx_at,
-            self.tlp_at,
-            self.ack_at,
-            self.persist_at,
-            self.tw_at,
-            self.idle_at,
-            self.ka_at,
-        ):
-            if x is not None and (t is None or x < t):
-                t = x
+        t = self.idle_at  # the earliest of the timers, spelled out (called after every segment)
+        x = self.rtx_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.ack_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.tlp_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.persist_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.tw_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.ka_at
+        if x is not None and (t is None or x < t):
+            t = x
         return t
 
     def handle_timer(self, now: float) -> None:

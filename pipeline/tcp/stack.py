@@ -313,20 +313,25 @@ class TcpStack:
 
     # ---- flow servicing --------------------------------------------------------------------
     def _service(self, flow: Flow, now: float) -> None:
+        """Events, the stage's bytes, segments out, close/removal and the next deadline: run
+        after everything that may have changed a flow (a segment in, a timer, a stage's write).
+        """
         ep = flow.ep
-        ev = ep.next_event()
-        while ev is not None:
-            kind = ev[0]
-            if kind == "connected":
-                if flow.embryonic:
-                    flow.embryonic = False
-                    self._embryonic -= 1
-                self._open(flow, now)
-            elif kind == "anomaly":
-                self.bus.emit(
-                    "tcp.anomaly", {"conn": flow.conn, "kind": ev[1], "seq": ev[2], "length": ev[3]}
-                )
+        if ep._events:
             ev = ep.next_event()
+            while ev is not None:
+                kind = ev[0]
+                if kind == "connected":
+                    if flow.embryonic:
+                        flow.embryonic = False
+                        self._embryonic -= 1
+                    self._open(flow, now)
+                elif kind == "anomaly":
+                    self.bus.emit(
+                        "tcp.anomaly",
+                        {"conn": flow.conn, "kind": ev[1], "seq": ev[2], "length": ev[3]},
+                    )
+                ev = ep.next_event()
         stage = flow.stage
         if stage is not None and not flow.closed and ep.state is not CLOSED:
             cfg = self.config
@@ -341,8 +346,8 @@ class TcpStack:
                         break
                 if (
                     ep.eof_received
-                    and not ep.readable
                     and not flow.eof_delivered
+                    and not ep.readable
                     and ep.state is not CLOSED
                 ):
                     flow.eof_delivered = True
@@ -352,7 +357,8 @@ class TcpStack:
             if ep.send_queued > cfg.send_buffer_hard:
                 self.counters["tcp.send_buffer_overflows"] += 1
                 ep.abort("send_buffer_overflow")
-        self._dirty.pop(flow.conn, None)  # serviced now
+        if self._dirty:
+            self._dirty.pop(flow.conn, None)  # serviced now
         segs = ep.segments_to_send(now)
         if segs:
             client, vip = flow.key[0], flow.key[2]
@@ -366,21 +372,18 @@ class TcpStack:
                     out.append((vip, client, emit(seg, vip, client, addrs)))
             self.counters["tcp.segments_out"] += len(segs)
         state = ep.state
-        if (state is CLOSED or state is TIME_WAIT) and not flow.closed:
-            self._close(flow, ep.close_reason or "closed", now)
-        if state is TIME_WAIT and flow.key not in self._time_wait:
-            self._time_wait[flow.key] = flow
-        if state is CLOSED:
-            self._remove(flow)
-            return
-        self._schedule(flow)
-
-    def _schedule(self, flow: Flow) -> None:
-        """Note the flow's next deadline. A heap entry is filed only when it is earlier than
-        the flow's live entry: a deadline that moves later (idle timer, RTO re-armed by an ACK)
-        keeps its entry, which is filed again at the new time when it reaches the top."""
-        d = flow.ep.poll_at()
-        stage = flow.stage
+        if state is CLOSED or state is TIME_WAIT:
+            if not flow.closed:
+                self._close(flow, ep.close_reason or "closed", now)
+            if state is CLOSED:
+                self._remove(flow)
+                return
+            if flow.key not in self._time_wait:
+                self._time_wait[flow.key] = flow
+        # the next deadline; a heap entry is filed only when it is earlier than the flow's
+        # live entry: a deadline that moves later (idle timer, RTO re-armed by an ACK) keeps
+        # its entry, which is filed again at the new time when it reaches the top (poll_at)
+        d = ep.poll_at()
         if stage is not None and not flow.closed:
             try:
                 sd = stage.poll_at()
