@@ -277,18 +277,34 @@ class Runtime:
         return first
 
     def handle_timers(self, now: float) -> None:
-        if self.backends is not None:  # first: a backend error it reports may write to a flow
-            self.backends.handle_timer(now)
+        """Fire the components whose deadline has come (each asked again: the one that made the
+        loop call may be the only one due). ``now`` is the loop's; wall-clock timers are due
+        when their deadline is at or before the wall clock read here, as ``poll_at`` reckons.
+
+        A TCP flow a stage wrote to makes the TCP stack due at once, so this runs on most
+        frames of a connection: components with nothing due cost a ``poll_at`` here, not a
+        run of their timer code (the exporter's tick alone reads its socket)."""
+        backends = self.backends
+        if backends is not None:  # first: a backend error it reports may write to a flow
+            t = backends.poll_at()
+            if t is not None and t <= now:
+                backends.handle_timer(now)
         if self.host is not None:
-            self.host.handle_timer(now)
-        if self.capture is not None:
-            self.capture.handle_timer(now)
+            self.host.handle_timer(now)  # checks its own queue and transport
+        capture = self.capture
+        if capture is not None:
+            t = capture.poll_at()
+            if t is not None and t <= now:
+                capture.handle_timer(now)
         if self.tls is not None:
             wall = self.clocks.wall()
             for profile in self.tls:
-                profile.handle_timer(wall)
-        if self.exporter is not None:
-            self.exporter.tick(now, self.stats)
+                w = profile.poll_at()
+                if w is not None and w <= wall:
+                    profile.handle_timer(wall)
+        exporter = self.exporter
+        if exporter is not None and exporter.poll_at() <= now:
+            exporter.tick(now, self.stats)
 
     def stats(self) -> dict[str, Any]:
         counters = dict(self.counters)

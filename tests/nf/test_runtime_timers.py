@@ -40,3 +40,36 @@ def test_a_past_wall_deadline_is_due_at_the_loops_now() -> None:
     assert deadline == now  # due now, not "a little after whatever the clock says next"
     rt.tls.profile.due_wall = 5030.0
     assert rt.poll_at(now) == now + 30.0
+
+
+class Exporter:
+    def __init__(self, next_stats: float) -> None:
+        self.next_stats = next_stats
+        self.ticks: list[float] = []
+
+    def poll_at(self) -> float:
+        return self.next_stats
+
+    def tick(self, now: float, stats: object) -> None:
+        self.ticks.append(now)
+
+
+class Profiles:
+    def __init__(self, *profiles: Profile) -> None:
+        self.profiles = profiles
+
+    def __iter__(self) -> Iterator[Profile]:
+        return iter(self.profiles)
+
+
+def test_handle_timers_fires_only_what_is_due() -> None:
+    clocks = Clocks(monotonic=lambda: 100.0, wall=lambda: 5000.0)
+    rt = Runtime(load_config_data({"vips": [{"address": "192.0.2.10"}]}), clocks=clocks)
+    due, later = Profile(due_wall=4999.0), Profile(due_wall=5001.0)
+    rt.tls = Profiles(due, later)
+    rt.exporter = exporter = Exporter(next_stats=110.0)
+    rt.handle_timers(100.0)
+    assert due.fired == [5000.0] and later.fired == []
+    assert exporter.ticks == []
+    rt.handle_timers(110.0)
+    assert exporter.ticks == [110.0]
