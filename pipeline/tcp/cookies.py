@@ -23,14 +23,12 @@ class IsnGenerator:
 
     def __init__(self, rng: Callable[[int], bytes]) -> None:
         self._key = rng(32)
+        self._keyed = hashlib.blake2s(key=self._key, digest_size=4)  # copied per SYN
 
     def isn(self, src: bytes, sport: int, dst: bytes, dport: int, now: float) -> int:
-        h = hashlib.blake2s(
-            src + dst + sport.to_bytes(2, "big") + dport.to_bytes(2, "big"),
-            key=self._key,
-            digest_size=4,
-        ).digest()
-        return (int.from_bytes(h, "big") + int(now * 250_000)) & MASK
+        h = self._keyed.copy()
+        h.update(src + dst + sport.to_bytes(2, "big") + dport.to_bytes(2, "big"))
+        return (int.from_bytes(h.digest(), "big") + int(now * 250_000)) & MASK
 
 
 class SynCookies:

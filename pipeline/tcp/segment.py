@@ -20,13 +20,17 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from pipeline.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, SYN, SackBlocks, TcpRepr
+from pipeline.wire.tcp import FIN, HEADER_LEN, MAX_WSCALE, PROTO_TCP, SYN, SackBlocks, TcpRepr
 
 _HDR = struct.Struct("!HHIIBBHHH")
 _HDR_TS = struct.Struct("!HHIIBBHHHIII")  # header + NOP NOP kind=8 len=10 + TSval TSecr
 _TS_OPT = 0x0101080A  # NOP, NOP, timestamp kind 8, length 10
+# Linux's SYN: MSS, SACK-permitted, timestamps, NOP, window scale
+_SYN_LINUX = struct.Struct("!HHIIBBHHHHHHHIIHBB")
+_SYN_HLEN = HEADER_LEN + 20
 _OFF_PLAIN = 5 << 4
 _OFF_TS = 8 << 4
+_OFF_SYN = 10 << 4
 _TS_HLEN = HEADER_LEN + 12
 
 
@@ -127,6 +131,29 @@ def parse(view: memoryview) -> Segment:
                 view[_TS_HLEN:],
                 (tsval, tsecr),
             )
+    elif off == _OFF_SYN and len(view) >= _SYN_HLEN:
+        f = _SYN_LINUX.unpack_from(view)
+        if (
+            f[9] == 0x0204
+            and f[11] == 0x0402
+            and f[12] == 0x080A
+            and f[15] == 0x0103
+            and f[16] == 3
+        ):
+            return TcpRepr(
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                f[5] | (f[4] & 1) << 8,
+                f[6],
+                view[_SYN_HLEN:],
+                mss=f[10],
+                wscale=min(f[17], MAX_WSCALE),
+                sack_permitted=True,
+                timestamp=(f[13], f[14]),
+                urgent=f[8],
+            )
     return TcpRepr.parse(view)
 
 
@@ -144,7 +171,7 @@ def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> byte
         or seg.sack_blocks
         or seg.extra_options
     ):
-        return seg.emit(src, dst)
+        return _emit_options(seg, src, dst, addrs)
     payload = seg.payload
     plen = len(payload)
     flags = seg.flags
@@ -182,6 +209,33 @@ def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> byte
     csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
     head = hdr.pack(*args, csum, *tail)
     return head + payload if plen else head
+
+
+def _emit_options(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None) -> bytes:
+    """A segment with any other option (SYN, SYN-ACK, SACK blocks): ``options_bytes`` lays
+    them out (and refuses more than 40 bytes), the checksum is done as above."""
+    opts = seg.options_bytes()
+    payload = seg.payload
+    hlen = HEADER_LEN + len(opts)
+    flags = seg.flags
+    args = (
+        seg.src_port,
+        seg.dst_port,
+        seg.seq & 0xFFFFFFFF,
+        seg.ack & 0xFFFFFFFF,
+        (hlen // 4) << 4 | (flags >> 8) & 1,
+        flags & 0xFF,
+        seg.window,
+    )
+    if addrs is None:
+        addrs = addr_sum(src, dst)
+    body = opts + payload if payload else opts  # 4-byte aligned: its words stay words
+    blen = len(body)
+    total = int.from_bytes(_HDR.pack(*args, 0, seg.urgent), "big") + addrs + PROTO_TCP + hlen
+    total += int.from_bytes(body, "big") << (8 if blen & 1 else 0)
+    total += len(payload)
+    csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+    return _HDR.pack(*args, csum, seg.urgent) + body
 
 
 __all__ = ["RxSegment", "Segment", "addr_sum", "emit", "parse"]

@@ -446,12 +446,19 @@ class TcpStack:
             self.counters["tcp.embryonic_closed"] += 1
             return
         self.counters["tcp.flows_closed"] += 1
-        if flow.stage is not None:
+        stage, flow.stage = flow.stage, None
+        if stage is not None:
             try:
-                flow.stage.on_close(reason, now)
+                stage.on_close(reason, now)
             except Exception:
                 self.counters["tcp.plugin_errors"] += 1
         self.bus.emit("tcp.flow", self._flow_fields(flow, "closed", reason, now))
+        # Let the stages' state (a TLS connection...) go now, not when TIME-WAIT ends: nothing
+        # is fed to them any more, and flow -> stage -> downstream -> flow was a cycle that only
+        # a full garbage collection would free after it had aged 2 s in TIME-WAIT.
+        control = flow.info.control
+        if isinstance(control, _Downstream):
+            control.flow = None
 
     def _remove(self, flow: Flow) -> None:
         if flow.removed:
@@ -472,16 +479,22 @@ class TcpStack:
         names = flow.names
         if names is None:
             names = (endpoint_str(flow.key[0], flow.key[1]), endpoint_str(flow.key[2], flow.key[3]))
-        fields: dict[str, Any] = {
+        ep = flow.ep
+        return {  # the keys of ``ep.stats()`` in its order, without the second dict
             "conn": flow.conn,
             "action": action,
             "client": names[0],
             "vip": names[1],
+            "bytes_in": ep.bytes_in,
+            "bytes_out": ep.bytes_out,
+            "segments_in": ep.segs_in,
+            "segments_out": ep.segs_out,
+            "retransmits": ep.retransmits,
+            "out_of_order": ep.ooo_segments,
+            "overlap_conflicts": ep.overlap_conflicts,
+            "duration_s": round(now - ep.created, 6),
+            "reason": reason,
         }
-        fields.update(flow.ep.stats())
-        fields["duration_s"] = round(now - flow.ep.created, 6)
-        fields["reason"] = reason
-        return fields
 
     # ---- segments without a flow -----------------------------------------------------------
     def _no_flow(self, src: bytes, dst: bytes, seg: Segment, now: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from pipeline.tcp import TcpConfig
 from pipeline.wire.tcp import ACK, FIN, PSH, RST, SYN
 from tests.pipeline.tcp.tcp_harness import StackDriver
@@ -183,3 +185,19 @@ def test_challenge_acks_are_rate_limited() -> None:
     d.tick(1.0)
     assert len(d.send(seq=C + 100, flags=RST)) == 1  # a new second, a new allowance
     assert state(d) == "ESTABLISHED"
+
+
+def test_a_closed_flow_lets_its_stage_go_while_in_time_wait() -> None:
+    d = StackDriver(close_on=b"bye")
+    s = establish(d)
+    (flow,) = d.stack._flows.values()
+    assert flow.stage is not None
+    stage = weakref.ref(flow.stage)
+    (fin,) = d.send(seq=C + 1, ack=s, flags=ACK | PSH, payload=b"bye")
+    assert fin.flags & FIN
+    d.send(seq=C + 4, ack=s + 1, flags=ACK | FIN)
+    assert state(d) == "TIME-WAIT" and d.rec.closed == ["fin"]
+    assert stage() is None  # freed at once: no cycle left for a later full collection
+    assert d.rec.down is not None
+    d.rec.down.send(b"late")  # a stage's late write is ignored, as before
+    assert d.tick(0.5) == [] and state(d) == "TIME-WAIT"

@@ -31,6 +31,7 @@ FIELDS = (
     "seg_len",
 )
 
+LINUX_SYN_OPTIONS = "020405b40402080a1234567800000000010303"
 SEGMENTS = [
     TcpRepr(49500, 443, 1, 2, ACK, 502),
     TcpRepr(49500, 443, 0xFFFFFFFF, 7, ACK | PSH, 65535, b"x" * 51, timestamp=(1, 0xFFFFFFFF)),
@@ -39,6 +40,9 @@ SEGMENTS = [
     TcpRepr(1, 2, 3, 0, SYN, 64240, mss=1460, wscale=7, sack_permitted=True, timestamp=(5, 0)),
     TcpRepr(1, 2, 3, 4, ACK, 9, b"y" * 1000, timestamp=(5, 6), sack_blocks=((10, 20),)),
     TcpRepr(1, 2, 3, 4, ACK, 9, b"\x00" * 7, extra_options=b"\x1e\x02"),
+    # Linux's SYN layout (MSS, SACK-permitted, TS, NOP, WS): window scale 15 (clamped), and 7
+    TcpRepr(1, 2, 3, 0, SYN, 64240, extra_options=bytes.fromhex(LINUX_SYN_OPTIONS + "0f")),
+    TcpRepr(1, 2, 3, 0, SYN, 9, b"data", extra_options=bytes.fromhex(LINUX_SYN_OPTIONS + "07")),
 ]
 
 
@@ -66,6 +70,9 @@ def test_common_layouts_take_the_view_and_the_rest_the_codec() -> None:
     assert isinstance(parse(memoryview(plain.emit(CLIENT, VIP))), RxSegment)
     assert isinstance(parse(memoryview(ts.emit(CLIENT, VIP))), RxSegment)
     assert isinstance(parse(memoryview(SEGMENTS[4].emit(CLIENT, VIP))), TcpRepr)
+    linux_syn = parse(memoryview(SEGMENTS[-1].emit(CLIENT, VIP)))
+    assert (linux_syn.mss, linux_syn.wscale, linux_syn.sack_permitted) == (1460, 7, True)
+    assert linux_syn.timestamp == (0x12345678, 0) and bytes(linux_syn.payload) == b"data"
 
 
 def test_timestamp_layout_cut_short_is_the_codecs_error() -> None:

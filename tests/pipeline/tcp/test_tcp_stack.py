@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.chain import Downstream, FlowInfo, PluginEnv, StreamChain
+from pipeline.events import SCHEMA
 from pipeline.tcp import TcpConfig, TcpEndpoint
 from pipeline.tcp.segment import Segment
 from pipeline.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
@@ -279,3 +280,15 @@ def test_stage_abort_from_receive_data_sends_rst_and_nothing_more_reaches_it() -
     assert rst.flags == RST
     assert stage.calls == ["data", "close:policy"]
     assert d.bus.of("tcp.flow")[-1]["reason"] == "policy" and len(d.stack) == 0
+
+
+def test_flow_events_carry_the_schemas_fields_and_the_endpoints_counts() -> None:
+    d = StackDriver(echo=True)
+    s = d.handshake(isn=C).seq + 1
+    d.send(seq=C + 1, ack=s, flags=ACK | PSH, payload=b"hello")
+    d.send(seq=C + 6, ack=s + 5, flags=ACK | FIN)  # the echo stage closes too
+    d.send(seq=C + 7, ack=s + 6, flags=ACK)
+    opened, closed = d.bus.of("tcp.flow")
+    assert list(opened) == list(closed) == list(SCHEMA["tcp.flow"])
+    assert closed["bytes_in"] == closed["bytes_out"] == 5 and closed["segments_in"] == 4
+    assert (closed["action"], closed["reason"]) == ("closed", "fin")
