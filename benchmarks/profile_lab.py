@@ -30,7 +30,7 @@ from nf.bench.lab import VIP, BenchLab, new_workdir  # noqa: E402
 TOP = 25
 #: Component of a sample: the innermost frame matching one of these (file or function names).
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    ("timers", ("poll_at", "handle_timer", "_profile_runtimes", "next_expiry")),
+    ("timers", ("poll_at", "handle_timer", "next_expiry")),
     ("events", ("ZmqEventBus", "Bus.emit", "packb", "_emit", "send_multipart", "CaptureManager")),
     (
         "tls engine",

@@ -1,6 +1,7 @@
 """The I/O loop: one thread, a ``zmq.Poller`` over the frame port's fd, the ZeroMQ sockets and a
-signal wake-up pipe, with timers from the components' ``poll_at()``. Never busy-waits: it sleeps
-in ``poll`` until a frame, a request or the earliest deadline."""
+signal wake-up pipe, with timers from the components' ``poll_at()`` (asked at most once per wake,
+and not on wakes that cannot have moved a deadline: see ``Loop.run``). Never busy-waits: it
+sleeps in ``poll`` until a frame, a request or the earliest deadline."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ It answers ARP for IPv4 VIPs and Neighbor Solicitations for IPv6 VIPs, answers I
 learns neighbours, hands TCP for a VIP to the transport handler and frames that handler's output
 (resolving the next hop with ARP/NS, queueing a bounded number of packets meanwhile). Everything
 else is dropped with a counted reason (``drop.<reason>``, reasons in ``pipeline.wire.drops``).
-Sans-IO: frames and ``now`` in, frames out. Nothing here raises on any input.
+Sans-IO: frames and ``now`` in, frames out. Nothing here raises on any input. ``timers_dirty``
+tells the loop when ``poll_at`` may have moved (echo, ARP and ND answers leave it alone).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class HostStack:
         return out
 
     def poll_at(self) -> float | None:
-        t = self.pending.poll_at()  # called twice per loop turn: no list, no min()
+        t = self.pending.poll_at()  # asked on most TCP wakes: no list, no min()
         if self.tcp is not None:
             u = self._tcp_poll_at()
             if u is not None and (t is None or u < t):
