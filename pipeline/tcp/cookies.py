@@ -34,19 +34,19 @@ class IsnGenerator:
 class SynCookies:
     def __init__(self, rng: Callable[[int], bytes]) -> None:
         self._key = rng(32)
+        self._keyed = hashlib.blake2s(key=self._key, digest_size=3)  # copied per cookie
 
     def _hash(self, src: bytes, sport: int, dst: bytes, dport: int, client_isn: int, t: int) -> int:
-        h = hashlib.blake2s(
+        h = self._keyed.copy()
+        h.update(
             src
             + dst
             + sport.to_bytes(2, "big")
             + dport.to_bytes(2, "big")
             + client_isn.to_bytes(4, "big")
-            + bytes((t,)),
-            key=self._key,
-            digest_size=3,
-        ).digest()
-        return int.from_bytes(h, "big")
+            + bytes((t,))
+        )
+        return int.from_bytes(h.digest(), "big")
 
     @staticmethod
     def mss_index(mss: int) -> int:
