@@ -30,7 +30,8 @@ class TcpSender(Tcb):
 
     def _new_ack(self, ack: int, now: float, seg: Segment) -> None:
         acked = ack - self.snd_una
-        cut = min(ack, self._data_end()) - self.sbuf_start
+        data_end = self.sbuf_start + len(self.sbuf) - self.sbuf_head  # _data_end()
+        cut = (ack if ack < data_end else data_end) - self.sbuf_start
         if cut > 0:
             self.sbuf_head += cut
             self.sbuf_start += cut
@@ -48,8 +49,9 @@ class TcpSender(Tcb):
                 del board[0]
             if board and board[0][0] < ack:
                 board[0][0] = ack
-        if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
-            r = ((self._tsval(now) - seg.timestamp[1]) & MASK) / 1000.0
+        ts = seg.timestamp
+        if ts is not None and self.ts_ok and ts[1]:
+            r = ((self.ts_offset + int(now * 1000) - ts[1]) & MASK) / 1000.0  # now's TSval - TSecr
             if r < 60:
                 self.rtt.sample(r)
             self.timing = None
@@ -136,11 +138,15 @@ class TcpSender(Tcb):
 
     def _window(self) -> int:
         """Receive window to announce: free buffer, never shrinking, SWS-avoiding (RFC 1122)."""
-        cur = max(self.rcv_adv - self.rcv_nxt, 0)
-        free = min(self.config.recv_buffer, 0xFFFF << self.rcv_wscale) - self.reasm.ready_bytes
+        cur = self.rcv_adv - self.rcv_nxt
+        if cur < 0:
+            cur = 0
+        buf = self.config.recv_buffer
+        cap = 0xFFFF << self.rcv_wscale
+        free = (buf if buf < cap else cap) - self.reasm.ready_bytes
         if free <= cur:
             return cur
-        if free - cur < min(self.config.recv_buffer // 2, self.mss):
+        if free - cur < min(buf // 2, self.mss):
             return cur
         return free
 
@@ -164,9 +170,9 @@ class TcpSender(Tcb):
         else:
             field = min(win >> self.rcv_wscale, 0xFFFF)
         self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
-        ts = (self._tsval(now), self.ts_recent) if self.ts_ok else None
+        ts = ((self.ts_offset + int(now * 1000)) & MASK, self.ts_recent) if self.ts_ok else None
         if sack is None:
-            sack = self._sack_option()
+            sack = self._sack_option() if self.sack_ok else ()
         self._ack_now = False
         self.ack_at = None
         self._unacked_segs = 0
@@ -174,8 +180,8 @@ class TcpSender(Tcb):
         return TcpRepr(
             self.local_port,
             self.remote_port,
-            wire(seq),
-            wire(self.rcv_nxt) if flags & ACK else 0,
+            seq & MASK,
+            self.rcv_nxt & MASK if flags & ACK else 0,
             flags,
             field,
             payload,
@@ -284,13 +290,14 @@ class TcpSender(Tcb):
     ) -> TcpRepr | None:
         """The segment starting at ``nxt`` if the windows and SWS avoidance allow it; with
         ``retransmit`` only what was already sent (fast retransmit), ``snd_nxt`` untouched."""
-        data_end = self._data_end()
+        data_end = self.sbuf_start + len(self.sbuf) - self.sbuf_head  # _data_end()
         unsent = data_end - nxt
         # may the FIN (sequence number data_end) go out in this segment?
         fin_allowed = self.fin_queued and (not retransmit or self.snd_max > data_end)
         if unsent < 0 or (unsent == 0 and not fin_allowed):
             return None  # the common "nothing more to send" answer, kept cheap
-        sack = self._sack_option()  # SACK blocks ride on data too; the payload makes room
+        # SACK blocks ride on data too; the payload makes room
+        sack = self._sack_option() if self.sack_ok else ()
         room = self.mss - (12 if self.ts_ok else 0) - (4 + 8 * len(sack) if sack else 0)
         if unsent > 0:
             if retransmit:
