@@ -11,6 +11,7 @@ only (RST, ``tcp.flow`` closed with reason ``plugin_error``, counter ``tcp.plugi
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import ipaddress
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ Output = tuple[bytes, bytes, bytes]  # (src address, dst address, TCP segment)
 GSO_MAX_PAYLOAD = 62000  # payload of one super-segment: IPv4/IPv6 + TCP headers stay < 64 KiB
 
 
+@functools.lru_cache(maxsize=1024)  # a flow names its client and VIP in two events and FlowInfo
 def addr_str(addr: bytes) -> str:
     if len(addr) == 4:  # dotted quad without the ipaddress object (same text)
         return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
