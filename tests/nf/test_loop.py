@@ -10,10 +10,12 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+import msgpack
 import pytest
+import zmq
 from scapy.compat import raw
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import Ether
@@ -78,13 +80,15 @@ class Peer:
                 return frame
 
 
-@pytest.fixture
-def lab() -> Iterator[tuple[Runtime, Loop, Peer]]:
+def make_lab(
+    extra: dict[str, Any] | None = None,
+) -> Generator[tuple[Runtime, Loop, Peer], None, None]:
     cfg = load_config_data(
         {
             "vips": [{"address": VIP}],
             "tcp": {"rto_initial": 0.1, "rto_min": 0.1},
             "virtual_servers": [{"name": "echo", "port": 7, "chain": ["echo"]}],
+            **(extra or {}),
         }
     )
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -96,6 +100,11 @@ def lab() -> Iterator[tuple[Runtime, Loop, Peer]]:
         rt.close()
         loop.close()
         theirs.close()
+
+
+@pytest.fixture
+def lab() -> Iterator[tuple[Runtime, Loop, Peer]]:
+    yield from make_lab()
 
 
 def run_with(loop: Loop, client: Callable[[], None]) -> None:
@@ -225,3 +234,40 @@ def test_sigterm_stops_the_loop_at_once(lab: Any) -> None:
     finally:
         timer.cancel()
         restore()
+
+
+def test_control_requests_are_all_answered_between_frames(tmp_path: Any) -> None:
+    """More requests than one ``process`` call serves (64), queued at once, while echo requests
+    keep the loop busy: the loop comes back for the rest without a new ZMQ_FD edge."""
+    endpoint = f"ipc://{tmp_path}/control.sock"
+    extra = {"control": {"endpoint": endpoint, "events": f"ipc://{tmp_path}/events.sock"}}
+    gen = make_lab(extra)
+    rt, loop, peer = next(gen)
+    replies: list[dict[str, Any]] = []
+    took: list[float] = []
+    try:
+        ctx = zmq.Context()
+
+        def client() -> None:
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(endpoint)
+            try:
+                start = time.monotonic()
+                for i in range(150):
+                    sock.send_multipart([b"", msgpack.packb({"id": i, "op": "nf.status"})])
+                for seq in range(20):
+                    peer.ping(seq)
+                while len(replies) < 150 and sock.poll(3000):
+                    replies.append(msgpack.unpackb(sock.recv_multipart()[-1]))
+                took.append(time.monotonic() - start)
+            finally:
+                sock.close()
+
+        run_with(loop, client)
+        ctx.term()
+    finally:
+        gen.close()
+    assert sorted(r["id"] for r in replies) == list(range(150))
+    assert all(r["ok"] for r in replies), replies[0]
+    assert took[0] < MAX_SLEEP / 2  # not left for the once-a-second wake
