@@ -152,7 +152,14 @@ def serve(
 ) -> int:
     from pipeline.io.tap import TapPort
 
+    owner = os.getpid()
+
     def interrupted(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            # A helper pyroute2 forked (NetNS) inherits this handler and is stopped with
+            # SIGTERM: unwinding our stack there would run the cleanup below and delete the
+            # namespace under the running floor (seen under load: nf bench icmp then fails).
+            os._exit(0)
         raise KeyboardInterrupt  # SIGTERM too closes the port (and removes its namespace)
 
     signal.signal(signal.SIGTERM, interrupted)
@@ -182,6 +189,8 @@ def serve(
     finally:
         if port is not None:
             port.close()
+        if os.getpid() != owner:  # any forked helper that got here: not ours to clean up
+            os._exit(0)
         if own_netns and netns is not None and os.path.exists(f"/var/run/netns/{netns}"):
             subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
     print(f"floor: answered {answered} frames")
