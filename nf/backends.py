@@ -3,8 +3,9 @@
 Plugins are sans-IO; a stage that relays to a backend (``forward``) asks the runtime's
 :class:`KernelConnector` (``env.shared["connector"]``, the ``BackendConnector`` protocol of
 ``pipeline.chain``) for a connection and is told what happens through its ``BackendHandler``.
-The loop registers the sockets in its ``zmq.Poller`` (``attach``), hands the readiness it got to
-``service(ready, now)`` and fires ``handle_timer(now)`` at ``poll_at()`` (connect timeouts,
+The loop registers the sockets in its poller (``attach``: ``nf.loop.FdPoller``, ``register``/
+``unregister`` with ZeroMQ's masks, as ``zmq.Poller`` takes them), hands the readiness it got to
+``service(ready, now)`` (fd -> ZeroMQ mask) and fires ``handle_timer(now)`` at ``poll_at()`` (connect timeouts,
 close lingering, errors deferred out of ``connect``). Every socket is non-blocking; nothing here
 waits. Bounds: ``max_conns`` connections, ``max_buffer`` bytes buffered toward one backend,
 ``READS_PER_WAKE`` reads per readiness; each refusal is counted in ``counters``.
@@ -173,7 +174,7 @@ class KernelConnector:
 
     # ---- the loop's side ---------------------------------------------------------------------
     def attach(self, poller: Any) -> None:
-        """Register (now and from now on) the sockets in the loop's ``zmq.Poller``."""
+        """Register (now and from now on) the sockets in the loop's poller (ZeroMQ masks)."""
         self.poller = poller
         self._registered.clear()
         for conn in list(self.conns.values()):
