@@ -3,10 +3,11 @@
 Plugins are sans-IO; a stage that relays to a backend (``forward``) asks the runtime's
 :class:`KernelConnector` (``env.shared["connector"]``, the ``BackendConnector`` protocol of
 ``pipeline.chain``) for a connection and is told what happens through its ``BackendHandler``.
-The loop registers the sockets in its poller (``attach``: ``nf.loop.FdPoller``, ``register``/
-``unregister`` with ZeroMQ's masks, as ``zmq.Poller`` takes them), hands the readiness it got to
-``service(ready, now)`` (fd -> ZeroMQ mask) and fires ``handle_timer(now)`` at ``poll_at()`` (connect timeouts,
-close lingering, errors deferred out of ``connect``). Every socket is non-blocking; nothing here
+The loop registers the sockets in its poller (``attach``: ``nf.loop.FdPoller``,
+``register``/``unregister`` with ZeroMQ's masks, as ``zmq.Poller`` takes them), hands the
+readiness it got to ``service(ready, now)`` (fd -> ZeroMQ mask) and fires ``handle_timer(now)`` at
+``poll_at()`` (connect timeouts, close lingering, errors deferred out of ``connect``). Every socket
+is non-blocking; nothing here
 waits. Bounds: ``max_conns`` connections, ``max_buffer`` bytes buffered toward one backend,
 ``READS_PER_WAKE`` reads per readiness; each refusal is counted in ``counters``.
 """
