@@ -7,9 +7,9 @@ The loop registers the sockets in its poller (``attach``: ``nf.loop.FdPoller``,
 ``register``/``unregister`` with ZeroMQ's masks, as ``zmq.Poller`` takes them), hands the
 readiness it got to ``service(ready, now)`` (fd -> ZeroMQ mask) and fires ``handle_timer(now)`` at
 ``poll_at()`` (connect timeouts, close lingering, errors deferred out of ``connect``). Every socket
-is non-blocking; nothing here
-waits. Bounds: ``max_conns`` connections, ``max_buffer`` bytes buffered toward one backend,
-``READS_PER_WAKE`` reads per readiness; each refusal is counted in ``counters``.
+is non-blocking; nothing here waits. Bounds: ``max_conns`` connections, ``max_buffer`` bytes
+buffered toward one backend, ``READS_PER_WAKE`` reads per readiness; each refusal is counted in
+``counters``.
 """
 
 from __future__ import annotations
