@@ -10,6 +10,7 @@ scaling, SACK or timestamps (nothing was remembered).
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Callable
 
 from pipeline.tcp.seq import MASK
@@ -51,11 +52,7 @@ class SynCookies:
     @staticmethod
     def mss_index(mss: int) -> int:
         """The largest table entry not above the peer's MSS."""
-        idx = 0
-        for i, m in enumerate(MSS_TABLE):
-            if m <= mss:
-                idx = i
-        return idx
+        return max(bisect_right(MSS_TABLE, mss) - 1, 0)
 
     def make(
         self, src: bytes, sport: int, dst: bytes, dport: int, client_isn: int, mss: int, now: float

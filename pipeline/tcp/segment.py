@@ -20,7 +20,18 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from pipeline.wire.tcp import FIN, HEADER_LEN, MAX_WSCALE, PROTO_TCP, SYN, SackBlocks, TcpRepr
+from pipeline.wire.tcp import (
+    FIN,
+    HEADER_LEN,
+    MAX_WSCALE,
+    OPT_MSS,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+    PROTO_TCP,
+    SYN,
+    SackBlocks,
+    TcpRepr,
+)
 
 _HDR = struct.Struct("!HHIIBBHHH")
 _HDR_TS = struct.Struct("!HHIIBBHHHIII")  # header + NOP NOP kind=8 len=10 + TSval TSecr
@@ -28,6 +39,9 @@ _TS_OPT = 0x0101080A  # NOP, NOP, timestamp kind 8, length 10
 # Linux's SYN: MSS, SACK-permitted, timestamps, NOP, window scale
 _SYN_LINUX = struct.Struct("!HHIIBBHHHHHHHIIHBB")
 _SYN_HLEN = HEADER_LEN + 20
+_OPT_MSS = struct.Struct("!BBH")
+_OPT_ALL = struct.Struct("!BBHBBBBIBBBBII")  # MSS; NOP WS; NOP NOP SACK-OK; NOP NOP TS
+_SACK_OK = (0x01010402, 1, 1, OPT_TIMESTAMP, 10)  # NOP NOP kind 4 len 2; NOP NOP kind 8 len 10
 _OFF_PLAIN = 5 << 4
 _OFF_TS = 8 << 4
 _OFF_SYN = 10 << 4
@@ -214,7 +228,15 @@ def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> byte
 def _emit_options(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None) -> bytes:
     """A segment with any other option (SYN, SYN-ACK, SACK blocks): ``options_bytes`` lays
     them out (and refuses more than 40 bytes), the checksum is done as above."""
-    opts = seg.options_bytes()
+    if seg.sack_blocks or seg.extra_options or seg.mss is None:
+        opts = seg.options_bytes()
+    elif seg.wscale is None and not seg.sack_permitted and seg.timestamp is None:
+        opts = _OPT_MSS.pack(OPT_MSS, 4, seg.mss)  # a SYN cookie's SYN-ACK
+    elif seg.wscale is not None and seg.sack_permitted and seg.timestamp is not None:
+        ts = seg.timestamp  # a SYN-ACK with every option, laid out as options_bytes does
+        opts = _OPT_ALL.pack(OPT_MSS, 4, seg.mss, 1, OPT_WSCALE, 3, seg.wscale, *_SACK_OK, *ts)
+    else:
+        opts = seg.options_bytes()
     payload = seg.payload
     hlen = HEADER_LEN + len(opts)
     flags = seg.flags

@@ -39,6 +39,8 @@ SEGMENTS = [
     TcpRepr(1, 2, 3, 4, ACK, 9, b"", timestamp=(0, 0)),
     TcpRepr(1, 2, 3, 0, SYN, 64240, mss=1460, wscale=7, sack_permitted=True, timestamp=(5, 0)),
     TcpRepr(1, 2, 3, 4, ACK, 9, b"y" * 1000, timestamp=(5, 6), sack_blocks=((10, 20),)),
+    TcpRepr(7, 49500, 0xC0FFEE, 1001, SYN | ACK, 65535, mss=1460),  # a SYN cookie's SYN-ACK
+    TcpRepr(7, 49500, 5, 1001, SYN | ACK, 65535, mss=1460, timestamp=(9, 8)),
     TcpRepr(1, 2, 3, 4, ACK, 9, b"\x00" * 7, extra_options=b"\x1e\x02"),
     # Linux's SYN layout (MSS, SACK-permitted, TS, NOP, WS): window scale 15 (clamped), and 7
     TcpRepr(1, 2, 3, 0, SYN, 64240, extra_options=bytes.fromhex(LINUX_SYN_OPTIONS + "0f")),
@@ -94,19 +96,53 @@ def test_parse_of_random_bytes_agrees_with_the_codec(raw: bytes) -> None:
     assert fields(parse(memoryview(raw))) == want
 
 
+U32 = st.integers(0, 0xFFFFFFFF)
+
+
 @given(
     st.integers(0, 0xFFFF),
-    st.integers(0, 0xFFFFFFFF),
+    U32,
     st.binary(max_size=300),
-    st.none() | st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
+    st.none() | st.tuples(U32, U32),
+    st.none() | st.integers(0, 0xFFFF),
+    st.none() | st.integers(0, 14),
+    st.booleans(),
+    st.lists(st.tuples(U32, U32), max_size=2).map(tuple),
     st.booleans(),
 )
 def test_emit_of_random_segments_is_the_codec(
-    window: int, seq: int, payload: bytes, ts: tuple[int, int] | None, v6: bool
+    window: int,
+    seq: int,
+    payload: bytes,
+    ts: tuple[int, int] | None,
+    mss: int | None,
+    wscale: int | None,
+    sack_ok: bool,
+    sack: tuple[tuple[int, int], ...],
+    v6: bool,
 ) -> None:
     src, dst = (VIP6, CLIENT6) if v6 else (VIP, CLIENT)
-    seg = TcpRepr(443, 49500, seq, seq ^ 0x5A5A5A5A, ACK | PSH, window, payload, timestamp=ts)
-    assert emit(seg, src, dst) == seg.emit(src, dst)
+    seg = TcpRepr(
+        443,
+        49500,
+        seq,
+        seq ^ 0x5A5A5A5A,
+        ACK | PSH,
+        window,
+        payload,
+        mss=mss,
+        wscale=wscale,
+        sack_permitted=sack_ok,
+        sack_blocks=sack,
+        timestamp=ts,
+    )
+    try:
+        want = seg.emit(src, dst)
+    except DecodeError:  # more than 40 bytes of options: refused alike
+        with pytest.raises(DecodeError):
+            emit(seg, src, dst)
+        return
+    assert emit(seg, src, dst) == want
 
 
 @given(st.binary(min_size=20, max_size=200), st.integers(0, 199), st.booleans())
