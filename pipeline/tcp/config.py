@@ -16,7 +16,8 @@ class TcpConfig:
     time_wait: float = 2.0
     max_flows: int = 65536
     syn_backlog: int = 1024
-    syn_cookie_threshold: float = 1000.0  # SYNs per second past which SYN cookies are used
+    # SYNs per second that do not complete their handshake, past which SYN cookies are used
+    syn_cookie_threshold: float = 1000.0
     syn_cookies: bool = True
     idle_timeout: float = 300.0
     max_retries: int = 8  # retransmissions of one segment before giving up (abort + event)

@@ -45,6 +45,31 @@ def endpoint_str(addr: bytes, port: int) -> str:
     return f"{addr_str(addr)}:{port}" if len(addr) == 4 else f"[{addr_str(addr)}]:{port}"
 
 
+class _Rate:
+    """Events per second over the last second: two 1 s buckets, the older one weighted by how
+    much of it the last second still covers."""
+
+    __slots__ = ("count", "prev", "second")
+
+    def __init__(self) -> None:
+        self.second, self.count, self.prev = 0, 0, 0
+
+    def _roll(self, now: float) -> int:
+        second = int(now)
+        if second != self.second:
+            self.prev = self.count if second == self.second + 1 else 0
+            self.second, self.count = second, 0
+        return second
+
+    def add(self, now: float) -> None:
+        self._roll(now)
+        self.count += 1
+
+    def rate(self, now: float) -> float:
+        second = self._roll(now)
+        return self.count + self.prev * (1.0 - (now - second))
+
+
 class _Downstream:
     """A stage's way back to the client: the flow's endpoint, and its ``FlowControl``.
 
@@ -168,9 +193,8 @@ class TcpStack:
         self._isn = IsnGenerator(rng)
         self._cookies = SynCookies(rng)
         self._cookies_until = -1.0
-        self._syn_second = 0
-        self._syn_count = 0
-        self._syn_prev = 0
+        self._syns = _Rate()  # SYNs that would open a flow
+        self._handshakes = _Rate()  # handshakes those SYNs completed (cookie or backlog)
         self._now = 0.0
 
     # ---- configuration / inspection --------------------------------------------------------
@@ -327,6 +351,7 @@ class TcpStack:
                     if flow.embryonic:
                         flow.embryonic = False
                         self._embryonic -= 1
+                        self._handshakes.add(now)
                     self._open(flow, now)
                 elif kind == "anomaly":
                     self.bus.emit(
@@ -523,6 +548,7 @@ class TcpStack:
             )
             if mss is not None and len(self._flows) < self.config.max_flows:
                 self.counters["tcp.syn_cookies_accepted"] += 1
+                self._handshakes.add(now)
                 ep = TcpEndpoint.from_cookie(
                     self.config,
                     seg,
@@ -543,7 +569,11 @@ class TcpStack:
 
     def _syn(self, src: bytes, dst: bytes, seg: Segment, chain: StreamChain, now: float) -> None:
         cfg = self.config
-        rate = self._syn_rate(now)
+        self._syns.add(now)
+        # A flood is SYNs that do not complete their handshake: a client opening thousands of
+        # connections a second that all complete is not one (it would lose window scaling,
+        # SACK and timestamps to cookies), spoofed SYNs are.
+        unanswered = self._syns.rate(now) - self._handshakes.rate(now)
         if len(self._flows) >= cfg.max_flows and self._time_wait:
             self.counters["tcp.time_wait_recycled"] += 1
             self._remove(next(iter(self._time_wait.values())))
@@ -551,7 +581,7 @@ class TcpStack:
             self.counters["tcp.refused_max_flows"] += 1
             self._reply_rst(src, dst, seg)
             return
-        flood = rate > cfg.syn_cookie_threshold or self._embryonic >= cfg.syn_backlog
+        flood = unanswered > cfg.syn_cookie_threshold or self._embryonic >= cfg.syn_backlog
         if flood and cfg.syn_cookies:
             cookie = self._cookies.make(
                 src, seg.src_port, dst, seg.dst_port, seg.seq, seg.mss or 536, now
@@ -594,15 +624,6 @@ class TcpStack:
         flow.embryonic = False
         self._flows[key] = flow
         return flow
-
-    def _syn_rate(self, now: float) -> float:
-        """SYNs per second over the last second (sliding estimate over two 1 s buckets)."""
-        second = int(now)
-        if second != self._syn_second:
-            self._syn_prev = self._syn_count if second == self._syn_second + 1 else 0
-            self._syn_second, self._syn_count = second, 0
-        self._syn_count += 1
-        return self._syn_count + self._syn_prev * (1.0 - (now - second))
 
     def _local_mss(self, addr: bytes) -> int:
         return self.mtu - (40 if len(addr) == 4 else 60)

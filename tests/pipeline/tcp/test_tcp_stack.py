@@ -57,6 +57,23 @@ def test_syn_flood_switches_to_cookies_and_legitimate_clients_still_connect() ->
     assert rst.flags == RST and d.counters["tcp.syn_cookies_invalid"] == 1
 
 
+def test_a_fast_client_whose_handshakes_complete_is_not_a_flood() -> None:
+    """2000 connections a second that each complete keep their own state (window scaling,
+    timestamps), far past the threshold of 100 SYNs/s; the same rate of SYNs left unanswered
+    (spoofed) gets cookies. A flood is SYNs that do not complete their handshake."""
+    d = StackDriver(TcpConfig(syn_cookie_threshold=100, syn_backlog=10_000), echo=True)
+    for i in range(2000):
+        d.now += 0.0005
+        (sa,) = d.send(src_port=2000 + i, seq=C, flags=SYN, wscale=7, timestamp=(1, 0))
+        assert sa.wscale is not None and sa.timestamp is not None, i  # not a cookie
+        d.send(src_port=2000 + i, seq=C + 1, ack=sa.seq + 1, flags=ACK, timestamp=(2, 1))
+    assert d.counters["tcp.syn_cookies_sent"] == 0
+    for i in range(300):
+        d.now += 0.0005
+        d.send(src_port=10000 + i, seq=C, flags=SYN)  # never answered
+    assert d.counters["tcp.syn_cookies_sent"] >= 150
+
+
 def test_cookie_mss_is_rounded_down_to_the_table() -> None:
     d = StackDriver(TcpConfig(syn_cookie_threshold=0), echo=True)
     (sa,) = d.send(seq=5000, flags=SYN, mss=1300)
