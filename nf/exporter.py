@@ -21,7 +21,9 @@ import zmq
 from nf.curve import CurveAuth, CurveConfig, secure_bind
 from pipeline.events import SCHEMA_VERSION
 
-MAX_SUBSCRIPTION_MESSAGES = 256  # subscription notices drained per tick
+# Subscription notices drained per tick (every stats_interval): XPUB_VERBOSER queues one per
+# (un)subscribe, so the bound must outrun collector churn between ticks (~6500/s at 10 s).
+MAX_SUBSCRIPTION_MESSAGES = 65536
 MAX_TOPICS = 256  # encoded topic names kept (events have a dozen topics; plugins may add some)
 _MORE = zmq.SNDMORE | zmq.NOBLOCK
 

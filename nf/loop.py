@@ -99,7 +99,9 @@ class Loop:
         keeps the deadline it had. Anything else (TCP, a packet stage, a ZeroMQ request, a
         backend socket, a signal, a timeout, fired timers) asks again, and so does a wake more
         than ``MAX_SLEEP`` after the last ask (wall-clock deadlines are converted when asked).
-        A stale deadline can only be early (a spurious wake, never a late timer).
+        A stale deadline can only be early (a spurious wake, never a late timer) as long as every
+        component that can move a deadline earlier does so on one of those wakes: a new one
+        arming timers from echo/ARP/ND handling must set ``host.timers_dirty``.
         """
         rt = self.rt
         tap_fd = rt.port.fileno()

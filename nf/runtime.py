@@ -303,8 +303,10 @@ class Runtime:
                 if w is not None and w <= wall:
                     profile.handle_timer(wall)
         exporter = self.exporter
-        if exporter is not None and exporter.poll_at() <= now:
-            exporter.tick(now, self.stats)
+        if exporter is not None:
+            t = exporter.poll_at()
+            if t is not None and t <= now:
+                exporter.tick(now, self.stats)
 
     def stats(self) -> dict[str, Any]:
         counters = dict(self.counters)
