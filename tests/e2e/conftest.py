@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import Lab, can_run_labs, lab_nf
+from nf.bench.lab import can_run_labs
+from tests.e2e.lab import Lab, lab_nf
 
 ECHO_VS = """
 [[virtual_servers]]

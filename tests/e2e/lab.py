@@ -41,15 +41,6 @@ address = "2001:db8::10"
 """
 
 
-def can_run_labs() -> str | None:
-    """None when this machine can run TAP labs, else the reason it cannot."""
-    if os.geteuid() != 0:
-        return "end-to-end labs need root (CAP_NET_ADMIN)"
-    if not os.path.exists("/dev/net/tun"):
-        return "/dev/net/tun is missing"
-    return None
-
-
 @dataclass
 class Lab:
     netns: str
