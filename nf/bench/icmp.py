@@ -14,7 +14,7 @@ import sys
 
 from nf.bench.figures import Report
 from nf.bench.lab import PEER, ROOT, VIP, BenchLab, LabError, stop_process, wait_for_line
-from nf.bench.procs import cpu_seconds, die_with_parent, signals_deferred
+from nf.bench.procs import cpu_seconds, die_with_parent, start_logged
 
 FLOOR_SCRIPT = ROOT / "benchmarks" / "icmp_floor.py"
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
@@ -76,18 +76,14 @@ class Floor:
             "1800",
             "--own-netns",
         ]
-        with open(self.log, "wb") as out, signals_deferred():
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-        if not wait_for_line(self.log, "floor: ready", self.proc, 20.0):
+        proc = start_logged(argv, self.log, self._keep)
+        if not wait_for_line(self.log, "floor: ready", proc, 20.0):
             self.stop()
             raise LabError(f"icmp floor did not start: {self.log.read_text(errors='replace')}")
         return self
+
+    def _keep(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
 
     def stop(self) -> None:
         stop_process(self.proc)

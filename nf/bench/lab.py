@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nf.bench.procs import die_with_parent, signals_deferred
+from nf.bench.procs import die_with_parent, start_logged
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LAB_CONFIG = ROOT / "configs" / "lab.toml"
@@ -143,21 +143,7 @@ class BenchLab:
         )
 
     def ns_popen(self, argv: Sequence[str], log: Path | None = None) -> subprocess.Popen[bytes]:
-        out: Any = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            with signals_deferred():
-                proc = subprocess.Popen(
-                    ["ip", "netns", "exec", self.netns, *argv],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    preexec_fn=die_with_parent,
-                )
-                self.procs.append(proc)
-        finally:
-            if log is not None:
-                out.close()
-        return proc
+        return start_logged(["ip", "netns", "exec", self.netns, *argv], log, self.procs.append)
 
     def python_json(self, script: str, *args: object, timeout: float = 300.0) -> dict[str, Any]:
         """Run a Python client inside the namespace; its last stdout line is JSON."""
@@ -181,18 +167,13 @@ class BenchLab:
         for key, value in sets.items():
             argv += ["--set", f"{key}={json.dumps(value)}"]
         log = self.workdir / "nf.log"
-        with open(log, "wb") as out, signals_deferred():
-            self.nf_proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=ROOT,
-                preexec_fn=die_with_parent,
-            )
-        if not wait_for_line(log, "nf: ready", self.nf_proc, READY_TIMEOUT):
+        proc = start_logged(argv, log, self._keep_nf, cwd=ROOT)
+        if not wait_for_line(log, "nf: ready", proc, READY_TIMEOUT):
             stop_process(self.nf_proc)
             raise LabError("nf run did not become ready:\n" + log.read_text(errors="replace"))
+
+    def _keep_nf(self, proc: subprocess.Popen[bytes]) -> None:
+        self.nf_proc = proc
 
     def add_veth(self) -> None:
         a, b = f"nfbv{self.tag}a", f"nfbv{self.tag}b"

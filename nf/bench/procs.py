@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -105,6 +107,33 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def start_logged(
+    argv: Sequence[str],
+    log: Path | None,
+    keep: Callable[[subprocess.Popen[bytes]], None],
+    **kw: Any,
+) -> subprocess.Popen[bytes]:
+    """Start a bench child (stdout+stderr to ``log`` or nowhere, no stdin, dies with the bench)
+    and hand it to ``keep`` while SIGINT/SIGTERM are still held back, so the caller's clean-up
+    knows it before an interrupt can unwind (see ``signals_deferred``)."""
+    out: Any = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        with signals_deferred():
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+                **kw,
+            )
+            keep(proc)
+    finally:
+        if log is not None:
+            out.close()
+    return proc
+
+
 def rss_bytes(pid: int | str = "self") -> int:
     """Resident set size of a process in bytes (from /proc/<pid>/statm)."""
     fields = Path(f"/proc/{pid}/statm").read_text().split()
@@ -118,5 +147,6 @@ __all__ = [
     "parse_stat",
     "rss_bytes",
     "signals_deferred",
+    "start_logged",
     "tree_cpu_seconds",
 ]
