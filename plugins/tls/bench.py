@@ -49,7 +49,6 @@ the same code replayed costs ~4 times its floor).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 import hmac
 import ssl
@@ -57,15 +56,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from plugins.tls import prf
 from plugins.tls.certs import CertResolver, prepare
+from plugins.tls.labcerts import self_signed
 from plugins.tls.profile import CertPair, TlsProfile
 from plugins.tls.resumption import ProfileRuntime
 from plugins.tls.server import HandshakeComplete, TlsServerConnection
@@ -88,23 +86,7 @@ class BenchResult:
 
 
 def _pair(kind: str) -> CertPair:
-    key: Any = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        if kind == "rsa"
-        else ec.generate_private_key(ec.SECP256R1())
-    )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.tapnf")])
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = self_signed("rsa" if kind == "rsa" else "ecdsa-p256", "bench.tapnf")
     return CertPair((cert,), key, ("bench.tapnf",))
 
 

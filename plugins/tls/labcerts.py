@@ -118,6 +118,26 @@ def make_leaf(
     return cert, key
 
 
+def self_signed(kind: str, name: str, days: int = 3650) -> tuple[x509.Certificate, Key]:
+    """A self-signed certificate of ``kind`` (rsa|ecdsa-p256|ecdsa-p384) for ``name`` (CN and DNS
+    SAN), valid from 2026-01-01: benchmarks and tests that need a pair without files."""
+    key = _new_key(kind)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
 def _kind_for(file_name: str) -> str:
     low = file_name.lower()
     if "rsa" in low:

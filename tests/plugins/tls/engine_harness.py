@@ -4,7 +4,6 @@ runtime with a fake clock, and a pump that runs Python's ``ssl`` client (over Me
 
 from __future__ import annotations
 
-import datetime
 import functools
 import os
 import ssl
@@ -12,14 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
-
 from pipeline.events import ListBus
 from plugins.tls.certs import CertResolver
 from plugins.tls.keylog import ListKeyLog
+from plugins.tls.labcerts import self_signed
 from plugins.tls.profile import CertPair, TlsProfile
 from plugins.tls.resumption import ProfileRuntime
 from plugins.tls.server import Event, TlsServerConnection
@@ -31,24 +26,7 @@ OP_NO_ENCRYPT_THEN_MAC = 1 << 19  # OpenSSL 3 SSL_OP_NO_ENCRYPT_THEN_MAC
 @functools.cache
 def cert_pair(kind: str, name: str = "tapnf.test") -> CertPair:
     """A self-signed pair: kind is rsa | p256 | p384."""
-    key: Any
-    if kind == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    else:
-        key = ec.generate_private_key(ec.SECP256R1() if kind == "p256" else ec.SECP384R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = self_signed({"p256": "ecdsa-p256", "p384": "ecdsa-p384"}.get(kind, kind), name)
     return CertPair((cert,), key, (name,))
 
 
