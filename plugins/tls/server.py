@@ -132,21 +132,14 @@ class TlsServerConnection:
         rng: Callable[[int], bytes],
         keylog: KeyLog | None = None,
     ) -> None:
-        self._record = RecordLayer()
+        self._record = record = RecordLayer()
         self._events: deque[Event] = deque()
         self._hs_buf = bytearray()
-        self._keylog = keylog
+        self._out_hs = out = bytearray()
         self._hs = Handshake(
-            runtime,
-            resolver,
-            rng,
-            self._queue_handshake,
-            self._send_ccs,
-            self._record.change_read,
-            self._keylog_line if keylog is not None else None,
+            runtime, resolver, rng, record, out, keylog.write_line if keylog is not None else None
         )
         self._state: State = _EXPECT_CLIENT_HELLO
-        self._out_hs = bytearray()
 
     # ---- public API ----------------------------------------------------------------------
     @property
@@ -313,27 +306,15 @@ class TlsServerConnection:
             return
 
     # ---- output helpers ------------------------------------------------------------------
-    def _queue_handshake(self, msg_type: int, raw: bytes) -> None:
-        self._out_hs += raw
-
     def _flush_handshake(self) -> None:
         if self._out_hs:
             self._record.write(CT_HANDSHAKE, bytes(self._out_hs))
             self._out_hs.clear()
 
-    def _send_ccs(self) -> None:
-        self._flush_handshake()
-        self._record.write(CT_CHANGE_CIPHER_SPEC, b"\x01")
-        self._record.change_write(self._hs.protection(server_write=True))
-
     def _send_alert(self, level: AlertLevel, desc: AlertDescription, reason: str | None) -> None:
         self._record.write(CT_ALERT, bytes([level, desc]))
         self._events.append(AlertSent(level.name, desc.name, reason))
         self._hs.history.append("a")
-
-    def _keylog_line(self, line: str) -> None:
-        if self._keylog is not None:
-            self._keylog.write_line(line)
 
     def _fail(self, alert: TlsAlert) -> None:
         self._out_hs.clear()  # a half-built flight is not sent; the alert is
