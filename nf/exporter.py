@@ -4,8 +4,24 @@ Every event goes out as multipart ``[topic, msgpack map]`` with the envelope fie
 ``pipeline.events.ENVELOPE`` added (``v``, ``ts``, ``seq``, ``instance``, ``gen``). Publishing never
 blocks: the socket is an XPUB with ``XPUB_NODROP`` so that a full subscriber queue (past the
 high-water mark) makes a ``NOBLOCK`` send fail at once; the event is dropped and counted in
-``events.dropped``. ``seq`` counts every event, sent or not, so collectors see the gap.
-``tick(now)`` publishes ``nf.stats`` every ``stats_interval`` seconds; ``poll_at()`` says when.
+``events.dropped``. ``tick(now)`` publishes ``nf.stats`` every ``stats_interval`` seconds;
+``poll_at()`` says when.
+
+Subscriptions: with ``XPUB_VERBOSER`` the socket hands us every subscribe and unsubscribe of every
+collector (a collector that goes away unsubscribes its prefixes), so ``subscriptions`` counts the
+live subscriptions per topic prefix. An event whose topic no live prefix matches would be filtered
+out by ZeroMQ anyway: it is not built, encoded or sent, takes no ``seq`` number and is counted in
+``events.skipped`` (``events.published`` counts what was handed to the socket). So ``seq`` numbers
+the events sent to at least one subscription, in order; a collector subscribed to every topic sees
+a gap only where events were dropped (high-water mark, encode error), and a gap never stands for
+an event that nobody could have received. The notices are read as soon as the socket's fd says so
+(the loop polls ``socket``'s ``ZMQ_FD`` and calls ``process``; after a wake that sent events it
+asks ``ZMQ_EVENTS`` again, ``flush_check``, since sending may consume the fd's edge). A new
+collector's prefix therefore takes effect on the loop's next wake, like any subscription, which
+ZeroMQ applies asynchronously too. The count trusts the notices: a SUB socket only forwards an
+unsubscribe for a prefix it holds; a raw XSUB peer unsubscribing what it never subscribed would
+make the count too low (events for that prefix skipped until the next subscribe); a SUB
+subscribing one prefix twice makes it too high (events built for nobody, never lost).
 """
 
 from __future__ import annotations
@@ -21,8 +37,8 @@ import zmq
 from nf.curve import CurveAuth, CurveConfig, secure_bind
 from pipeline.events import SCHEMA_VERSION
 
-# Subscription notices drained per tick (every stats_interval): XPUB_VERBOSER queues one per
-# (un)subscribe, so the bound must outrun collector churn between ticks (~6500/s at 10 s).
+# Subscription notices drained at once (on a wake the socket is readable, and every tick):
+# XPUB_VERBOSER queues one per (un)subscribe; what the bound leaves is read on the next wake.
 MAX_SUBSCRIPTION_MESSAGES = 65536
 MAX_TOPICS = 256  # encoded topic names kept (events have a dozen topics; plugins may add some)
 _MORE = zmq.SNDMORE | zmq.NOBLOCK
@@ -73,6 +89,9 @@ class ZmqEventBus:
         self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
         self._topics: dict[str, bytes] = {}
         self.subscriptions: collections.Counter[bytes] = collections.Counter()
+        # topic -> whether a live prefix matches it; cleared when a subscription comes or goes
+        self._wanted: dict[str, bool] = {}
+        self.sent = False  # set by a send: the loop then asks ZMQ_EVENTS (see flush_check)
         self._ctx = ctx
         self._auth: CurveAuth | None = None
         self.socket: zmq.Socket[Any] = ctx.socket(zmq.XPUB)
@@ -89,7 +108,14 @@ class ZmqEventBus:
 
     # -- EventBus ----------------------------------------------------------------------------
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
-        """Publish one event; never blocks, never raises."""
+        """Publish one event; never blocks, never raises. Skipped (not built, no ``seq``) when no
+        subscription's prefix matches the topic."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            wanted = self.wants(topic)
+        if not wanted:
+            self.counters["events.skipped"] += 1
+            return
         self.seq += 1
         event = dict(fields)
         event.update(
@@ -105,6 +131,7 @@ class ZmqEventBus:
             name = topic.encode("utf-8", "replace")
             if len(self._topics) < MAX_TOPICS:
                 self._topics[topic] = name
+        self.sent = True
         try:
             # What send_multipart does, without its per-part checks: a multipart message is
             # queued whole or not at all (the high-water mark is checked on its first part).
@@ -119,6 +146,17 @@ class ZmqEventBus:
             return
         self.counters["events.published"] += 1
 
+    def wants(self, topic: str) -> bool:
+        """Whether a live subscription's prefix matches ``topic`` (as ZeroMQ matches it)."""
+        wanted = self._wanted.get(topic)
+        if wanted is not None:
+            return wanted
+        name = self._topics.get(topic) or topic.encode("utf-8", "replace")
+        wanted = any(n > 0 and name.startswith(prefix) for prefix, n in self.subscriptions.items())
+        if len(self._wanted) < MAX_TOPICS:
+            self._wanted[topic] = wanted
+        return wanted
+
     def _gen(self) -> int:
         try:
             return int(self.gen())
@@ -130,30 +168,55 @@ class ZmqEventBus:
         return self._next_stats
 
     def tick(self, now: float, stats: Callable[[], Mapping[str, Any]] | None = None) -> None:
-        """Drain subscription notices; publish ``nf.stats`` when its interval is due."""
+        """Drain subscription notices; publish ``nf.stats`` when its interval is due (the
+        counters are not gathered when nobody subscribes to it)."""
         self._drain_subscriptions()
         if now < self._next_stats:
             return
         self._next_stats += self.stats_interval
         if self._next_stats <= now:  # the loop fell behind: no burst of catch-up events
             self._next_stats = now + self.stats_interval
+        if not self.wants("nf.stats"):
+            self.counters["events.skipped"] += 1
+            return
         counters: dict[str, Any] = dict(stats()) if stats is not None else {}
         counters.update(self.counters)
         counters["events.subscribers"] = self.subscriber_count()
         self.emit("nf.stats", {"counters": dict(sorted(counters.items()))})
 
+    # -- the loop's side ---------------------------------------------------------------------
+    def process(self, now: float) -> None:
+        """Read the subscription notices waiting (the loop calls this when ``socket`` is
+        readable: ``ZMQ_FD`` fired and ``ZMQ_EVENTS`` has ``POLLIN``)."""
+        self._drain_subscriptions()
+
+    def flush_check(self, now: float) -> None:
+        """After a wake that sent events: sending processes the socket's queued commands, which
+        can consume the ``ZMQ_FD`` edge a new subscription raised, so ask ``ZMQ_EVENTS``."""
+        self.sent = False
+        if int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self._drain_subscriptions()
+
     def _drain_subscriptions(self) -> None:
+        subscriptions = self.subscriptions
+        changed = False
         for _ in range(MAX_SUBSCRIPTION_MESSAGES):
             try:
                 msg = self.socket.recv(zmq.NOBLOCK)
             except zmq.ZMQError:
-                return
+                break
             if not msg:
                 continue
             if msg[0] == 1:
-                self.subscriptions[msg[1:]] += 1
-            elif msg[0] == 0 and self.subscriptions[msg[1:]] > 0:
-                self.subscriptions[msg[1:]] -= 1
+                subscriptions[msg[1:]] += 1
+                changed = True
+            elif msg[0] == 0 and subscriptions[msg[1:]] > 0:
+                subscriptions[msg[1:]] -= 1
+                if not subscriptions[msg[1:]]:
+                    del subscriptions[msg[1:]]
+                changed = True
+        if changed:
+            self._wanted.clear()
 
     def subscriber_count(self) -> int:
         """Live subscriptions (a collector subscribing to several prefixes counts several)."""

@@ -111,8 +111,11 @@ class Loop:
         poller = FdPoller()
         poller.register(tap_fd, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
-        sockets: list[tuple[Any, Any]] = []  # (ZeroMQ socket, component with process(now))
-        for component in (rt.control, rt.subscriber):
+        # (ZeroMQ socket, component with process(now)). The exporter's XPUB first: its
+        # subscription notices decide which events the frames of the same wake publish.
+        sockets: list[tuple[Any, Any]] = []
+        exporter = rt.exporter
+        for component in (exporter, rt.control, rt.subscriber):
             if component is not None:
                 poller.register(component.socket.getsockopt(zmq.FD), zmq.POLLIN)
                 sockets.append((component.socket, component))
@@ -152,9 +155,6 @@ class Loop:
             else:
                 stale = True
                 ready = dict(events)
-                if tap_fd in ready:
-                    for frame in read_frames(FRAMES_PER_WAKE):
-                        receive(frame, now)
                 zmq_left = False
                 for sock, component in sockets:
                     # ZMQ_FD only says "look"; ZMQ_EVENTS says whether a message waits. Asked
@@ -164,6 +164,9 @@ class Loop:
                         component.process(now)
                         if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                             zmq_left = True
+                if tap_fd in ready:
+                    for frame in read_frames(FRAMES_PER_WAKE):
+                        receive(frame, now)
                 if wake_r in ready:
                     try:
                         os.read(wake_r, 512)
@@ -185,6 +188,8 @@ class Loop:
                 host.timers_dirty = False
                 deadline = rt.poll_at(now)
                 asked = now
+            if exporter is not None and exporter.sent:  # sending may have eaten ZMQ_FD's edge
+                exporter.flush_check(now)
 
     def replay(self) -> None:
         """A port with no fd (pcap replay, memory) is drained once.
@@ -195,10 +200,13 @@ class Loop:
         rt = self.rt
         start = now = rt.clocks.monotonic()
         first_ts: float | None = None
+        exporter = rt.exporter
         while not self.stopping:
             batch = rt.port.read_frames(FRAMES_PER_WAKE)
             if not batch:
                 break
+            if exporter is not None:  # collectors that subscribed meanwhile
+                exporter.process(now)
             for item in batch:
                 if isinstance(item, tuple):
                     ts, frame = item

@@ -2,7 +2,9 @@
 
 Components call ``bus.emit(topic, fields)``; the runtime decides where events go (the ZeroMQ PUB
 exporter in ``nf``, a list in tests). The exporter adds the envelope fields ``v``, ``ts``, ``seq``,
-``instance`` and ``gen``. ``SCHEMA`` is the single definition of every topic and field: the
+``instance`` and ``gen``. A component whose event fields cost something to gather may first ask
+``wants(bus, topic)``: False when the bus would discard the event (no collector subscribed to the
+topic, ``NullBus``), so the fields need not be built; emitting anyway is always correct. ``SCHEMA`` is the single definition of every topic and field: the
 README's schema section is generated from it (``nf schema``) so code and docs cannot drift.
 """
 
@@ -16,7 +18,9 @@ SCHEMA_VERSION = 1
 ENVELOPE: dict[str, str] = {
     "v": "schema version (1)",
     "ts": "wall clock when the event was published, float seconds since the epoch",
-    "seq": "per-instance event counter; a gap means events were dropped",
+    "seq": "per-instance counter of the events sent to at least one subscription (an event no "
+    "subscription matches is not sent and takes no number); a gap means events were dropped, "
+    "or, for a collector subscribed to some topics only, sent to other collectors' topics",
     "instance": "name of the tapnf instance that emitted the event",
     "gen": "profile generation in force (bumped by every live profile change)",
 }
@@ -124,11 +128,21 @@ class EventBus(Protocol):
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None: ...
 
 
+def wants(bus: Any, topic: str) -> bool:
+    """Whether ``bus`` would do anything with a ``topic`` event: its ``wants(topic)`` if it has
+    one, True otherwise (a bus that cannot tell gets every event)."""
+    method = getattr(bus, "wants", None)
+    return True if method is None else bool(method(topic))
+
+
 class NullBus:
     """Discards every event."""
 
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
         return None
+
+    def wants(self, topic: str) -> bool:
+        return False
 
 
 class ListBus:
@@ -139,6 +153,9 @@ class ListBus:
 
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
         self.events.append((topic, dict(fields)))
+
+    def wants(self, topic: str) -> bool:
+        return True
 
     def of(self, topic: str) -> list[dict[str, Any]]:
         return [f for t, f in self.events if t == topic]
@@ -157,6 +174,9 @@ class TeeBus:
         for listener in self.listeners:
             listener.emit(topic, fields)
 
+    def wants(self, topic: str) -> bool:
+        return wants(self.primary, topic) or any(wants(bus, topic) for bus in self.listeners)
+
 
 __all__ = [
     "ENVELOPE",
@@ -167,4 +187,5 @@ __all__ = [
     "ListBus",
     "NullBus",
     "TeeBus",
+    "wants",
 ]

@@ -212,10 +212,12 @@ def test_report_on_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_receiver_limits_and_gaps(ctx: zmq.Context[Any]) -> None:
     bus = ZmqEventBus(ctx, "inproc://rx", "i", lambda: 0)
     sock = subscriber(ctx, "inproc://rx", ["tls."])
+    other = subscriber(ctx, "inproc://rx", ["tcp."])  # another collector's topic
     try:
-        assert _wait_for(lambda: bus.subscriber_count() >= 1)
+        assert _wait_for(lambda: bus.subscriber_count() >= 2)
         bus.emit("tls.handshake", {"n": 1})
-        bus.emit("tcp.flow", {"n": 2})  # filtered: a gap of one for this collector
+        bus.emit("tcp.flow", {"n": 2})  # sent to the other one only: a gap of one for this one
+        bus.emit("nf.stats", {"n": 2.5})  # nobody subscribed: not sent, no seq number, no gap
         bus.emit("tls.cache", {"n": 3})
         bus.emit("tls.cache", {"n": 4})
         rx = Receiver(sock, StopFlag(), count=3, duration=5.0)
@@ -228,6 +230,7 @@ def test_receiver_limits_and_gaps(ctx: zmq.Context[Any]) -> None:
         assert time.monotonic() - t0 < 2.0
     finally:
         sock.close()
+        other.close()
         bus.close()
 
 

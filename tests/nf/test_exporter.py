@@ -36,7 +36,7 @@ def test_envelope_and_topic(ctx: zmq.Context[Any]) -> None:
     sub = _sub(ctx, "inproc://ev1", b"tls.")
     try:
         _wait_subscribed(bus)
-        bus.emit("tcp.flow", {"conn": 1})  # filtered out by the subscriber's prefix
+        bus.emit("tcp.flow", {"conn": 1})  # no subscriber's prefix: skipped, no seq number
         bus.emit("tls.handshake", {"conn": 7, "seq": "spoofed", "outcome": "full"})
         gen[0] = 4
         bus.emit("tls.cache", {"action": "evicted"})
@@ -50,14 +50,15 @@ def test_envelope_and_topic(ctx: zmq.Context[Any]) -> None:
             "outcome": "full",
             "v": 1,
             "ts": 123.5,
-            "seq": 2,
+            "seq": 1,
             "instance": "lab1",
             "gen": 3,
         }
         assert sub.poll(1000)
         topic, payload = sub.recv_multipart()
-        assert msgpack.unpackb(payload)["seq"] == 3 and msgpack.unpackb(payload)["gen"] == 4
-        assert bus.counters["events.published"] == 3
+        assert msgpack.unpackb(payload)["seq"] == 2 and msgpack.unpackb(payload)["gen"] == 4
+        assert bus.counters["events.published"] == 2
+        assert bus.counters["events.skipped"] == 1
     finally:
         sub.close()
         bus.close()
@@ -135,7 +136,8 @@ def test_no_subscriber_is_fine(ctx: zmq.Context[Any]) -> None:
     try:
         for i in range(100):
             bus.emit("x", {"i": i})
-        assert bus.counters["events.dropped"] == 0 and bus.seq == 100
+        assert bus.counters["events.dropped"] == 0 and bus.counters["events.skipped"] == 100
+        assert bus.seq == 0 and bus.counters["events.published"] == 0
     finally:
         bus.close()
 
@@ -181,4 +183,85 @@ def test_subscriber_count_follows_collectors(ctx: zmq.Context[Any]) -> None:
     finally:
         a.close()
         b.close()
+        bus.close()
+
+
+def test_only_events_a_subscription_matches_are_built_and_numbered(ctx: zmq.Context[Any]) -> None:
+    """A collector subscribed to everything sees contiguous seq numbers while nothing is dropped,
+    whatever was skipped before it came; events nobody subscribed to are never encoded."""
+    encoded: list[Any] = []
+
+    class Spy:
+        def __str__(self) -> str:
+            encoded.append(self)
+            return "spy"
+
+    bus = ZmqEventBus(ctx, "inproc://ev7", "i", lambda: 0)
+    try:
+        assert not bus.wants("tcp.flow")
+        bus.emit("tcp.flow", {"spy": Spy()})  # nobody: not encoded, no number
+        assert encoded == [] and bus.seq == 0
+        narrow = _sub(ctx, "inproc://ev7", b"tls.handshake")
+        _wait_subscribed(bus)
+        assert bus.wants("tls.handshake") and not bus.wants("tls.cache")
+        assert not bus.wants("tls")  # a prefix matches longer topics only
+        bus.emit("tls.cache", {"n": 0})  # skipped
+        bus.emit("tls.handshake", {"n": 1, "spy": Spy()})
+        assert len(encoded) == 1
+        everything = _sub(ctx, "inproc://ev7", b"")
+        _wait_subscribed(bus, 2)
+        for n in range(2, 6):
+            bus.emit("tcp.flow" if n % 2 else "tls.handshake", {"n": n})
+        seqs = []
+        while everything.poll(200):
+            seqs.append(msgpack.unpackb(everything.recv_multipart()[1])["seq"])
+        assert seqs == [2, 3, 4, 5]
+        narrow_seqs = []
+        while narrow.poll(200):
+            narrow_seqs.append(msgpack.unpackb(narrow.recv_multipart()[1])["seq"])
+        assert narrow_seqs == [1, 2, 4]
+        assert bus.counters["events.skipped"] == 2 and bus.counters["events.published"] == 5
+        everything.close()
+        narrow.close()
+        deadline = time.monotonic() + 2.0
+        while bus.subscriptions and time.monotonic() < deadline:  # collectors gone: unsubscribed
+            bus.socket.poll(50)
+            bus.process(0.0)
+        assert not bus.subscriptions and not bus.wants("tls.handshake")
+        bus.emit("tls.handshake", {"n": 6})
+        assert bus.seq == 5 and bus.counters["events.skipped"] == 3
+    finally:
+        bus.close()
+
+
+def test_stats_are_not_gathered_for_nobody(ctx: zmq.Context[Any]) -> None:
+    bus = ZmqEventBus(ctx, "inproc://ev8", "i", lambda: 0, stats_interval=5.0, monotonic=lambda: 0)
+    asked: list[int] = []
+    try:
+        bus.tick(5.0, lambda: asked.append(1) or {})  # type: ignore[func-returns-value]
+        assert asked == [] and bus.poll_at() == 10.0 and bus.seq == 0
+        assert bus.counters["events.skipped"] == 1
+    finally:
+        bus.close()
+
+
+def test_a_send_that_hid_a_subscription_is_caught_by_flush_check(ctx: zmq.Context[Any]) -> None:
+    """Sending processes the socket's commands, which can take the ZMQ_FD edge of a subscription
+    that arrived meanwhile: ``flush_check`` (the loop calls it after a wake that sent) reads it."""
+    bus = ZmqEventBus(ctx, "inproc://ev9", "i", lambda: 0)
+    first = _sub(ctx, "inproc://ev9", b"tls.")
+    try:
+        _wait_subscribed(bus)
+        second = _sub(ctx, "inproc://ev9", b"tcp.")
+        deadline = time.monotonic() + 2.0
+        while not bus.wants("tcp.flow") and time.monotonic() < deadline:
+            time.sleep(0.01)
+            bus.emit("tls.handshake", {})
+            assert bus.sent
+            bus.flush_check(0.0)
+            assert not bus.sent
+        assert bus.wants("tcp.flow")
+        second.close()
+    finally:
+        first.close()
         bus.close()

@@ -271,3 +271,56 @@ def test_control_requests_are_all_answered_between_frames(tmp_path: Any) -> None
     assert sorted(r["id"] for r in replies) == list(range(150))
     assert all(r["ok"] for r in replies), replies[0]
     assert took[0] < MAX_SLEEP / 2  # not left for the once-a-second wake
+
+
+def _open_tcp(peer: Peer, sport: int) -> None:
+    """A three-way handshake to the echo service: the NF opens a flow (a ``tcp.flow`` event)."""
+    peer.send(IP(src=PEER, dst=VIP) / TCP(sport=sport, dport=7, flags="S", seq=1000))
+    while True:
+        frame = peer.recv()
+        if TCP in frame and frame[TCP].flags == "SA" and frame[TCP].dport == sport:
+            break
+    ack = frame[TCP].seq + 1
+    peer.send(IP(src=PEER, dst=VIP) / TCP(sport=sport, dport=7, flags="A", seq=1001, ack=ack))
+
+
+def test_a_new_collector_is_seen_on_the_next_wake_and_gets_the_next_event(tmp_path: Any) -> None:
+    """Events nobody subscribed to are skipped, so the exporter must learn of a collector at
+    once: its subscription is read on the loop's next wake (the XPUB's ZMQ_FD is polled), not at
+    the stats tick 10 s away, and the next connection's event reaches it, numbered from 1."""
+    events = f"ipc://{tmp_path}/events.sock"
+    extra = {"control": {"endpoint": f"ipc://{tmp_path}/control.sock", "events": events}}
+    gen = make_lab(extra)
+    rt, loop, peer = next(gen)
+    got: list[dict[str, Any]] = []
+    took: list[float] = []
+    try:
+        ctx = zmq.Context()
+
+        def client() -> None:
+            _open_tcp(peer, 40001)  # nobody listens yet: skipped
+            sub = ctx.socket(zmq.SUB)
+            sub.linger = 0
+            sub.setsockopt(zmq.SUBSCRIBE, b"tcp.flow")
+            sub.connect(events)
+            try:
+                start = time.monotonic()
+                while not rt.exporter.subscriptions and time.monotonic() - start < 3.0:
+                    time.sleep(0.005)
+                took.append(time.monotonic() - start)
+                _open_tcp(peer, 40002)
+                while sub.poll(300 if got else 2000):
+                    got.append(msgpack.unpackb(sub.recv_multipart()[1]))
+            finally:
+                sub.close()
+
+        run_with(loop, client)
+        ctx.term()
+        assert rt.counters["tcp.flows_opened"] == 2
+        assert rt.exporter.counters["events.skipped"] >= 1
+    finally:
+        gen.close()
+    assert took[0] < MAX_SLEEP / 2, took
+    assert [(e["action"], e["client"], e["seq"]) for e in got] == [
+        ("opened", f"{PEER}:40002", 1)
+    ], got
