@@ -7,7 +7,7 @@ check and Encrypt-then-MAC (RFC 7366) when the client offers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 _FIXED_IV_LEN = {"gcm": 4, "chacha": 12, "cbc": 0}
@@ -23,14 +23,13 @@ class CipherSuite:
     prf_hash: str  # "sha256" | "sha384"
     mac_hash: str | None = None  # CBC only: "sha1" | "sha256" | "sha384"
     mac_len: int = 0
+    # Derived once (read on every handshake): AEAD or not, the implicit IV length per side.
+    aead: bool = field(init=False, repr=False, compare=False)
+    fixed_iv_len: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def aead(self) -> bool:
-        return self.bulk != "cbc"
-
-    @property
-    def fixed_iv_len(self) -> int:
-        return _FIXED_IV_LEN[self.bulk]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", self.bulk != "cbc")
+        object.__setattr__(self, "fixed_iv_len", _FIXED_IV_LEN[self.bulk])
 
     def key_block_len(self) -> int:
         return 2 * (self.mac_len + self.key_len + self.fixed_iv_len)

@@ -63,6 +63,19 @@ def frame(msg_type: int, body: bytes) -> bytes:
     return _FRAME_HEAD((msg_type << 24) | len(body)) + body
 
 
+_U16_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _u16s(count: int) -> struct.Struct:
+    """A compiled ``!<count>H`` (cached: lists of 16-bit codes are parsed on every ClientHello)."""
+    s = _U16_STRUCTS.get(count)
+    if s is None:
+        s = struct.Struct(f"!{count}H")
+        if len(_U16_STRUCTS) < 512:  # bounded: a count is at most 2^15 anyway
+            _U16_STRUCTS[count] = s
+    return s
+
+
 def is_grease(v: int) -> bool:
     """RFC 8701 GREASE values 0x?A?A."""
     return (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)
@@ -101,7 +114,7 @@ class ClientHello:
             raise DecodeError("cipher_suites length must be even and non-zero")
         if p + cs_len + 1 > n:
             raise DecodeError("truncated ClientHello")
-        suites = struct.unpack_from(f"!{cs_len // 2}H", b, p)
+        suites = _u16s(cs_len // 2).unpack_from(b, p)
         p += cs_len
         cm_len = b[p]
         p += 1
@@ -191,7 +204,7 @@ def _u16_list(data: bytes, what: str, len_bytes: int = 2) -> tuple[int, ...]:
         raise DecodeError(f"{what}: bad length")
     if n % 2 or not n:
         raise DecodeError(f"{what}: bad list length")
-    return struct.unpack_from(f"!{n // 2}H", data, len_bytes)
+    return _u16s(n // 2).unpack_from(data, len_bytes)
 
 
 def _groups(data: bytes) -> tuple[int, ...]:

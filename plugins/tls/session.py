@@ -46,9 +46,12 @@ _LEN = [bytes((i,)) for i in range(_MAX_NAME + 1)]
 UNRESUMABLE = _HEAD.pack(0, 0, 0x80, 0, bytes(MASTER_SECRET_LEN), 0) + b"\x00"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionState:
-    """What a resumed handshake needs. ``created`` is wall-clock seconds at the full handshake."""
+    """What a resumed handshake needs. ``created`` is wall-clock seconds at the full handshake.
+
+    Read-only by convention (one is built per resumed handshake; a frozen dataclass costs one
+    ``object.__setattr__`` per field)."""
 
     version: int
     cipher_suite: int
