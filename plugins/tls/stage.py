@@ -118,20 +118,32 @@ class TlsPlugin:
 
 
 class _Encrypting:
-    """The Downstream the next stage writes to: application data through the TLS connection."""
+    """The Downstream the next stage writes to: application data through the TLS connection.
+
+    ``_stage`` is None once the flow is closed: the next stage holds this object and we hold
+    the next stage, and that cycle kept a closed connection's state (engine, TCP endpoint,
+    stages) alive until a garbage collection. Writes after the close did nothing before either
+    (the TCP endpoint ignores them)."""
+
+    __slots__ = ("_stage",)
 
     def __init__(self, stage: TlsStage) -> None:
-        self._stage = stage
+        self._stage: TlsStage | None = stage
 
     def send(self, data: bytes) -> None:
-        self._stage.app_send(data)
+        stage = self._stage
+        if stage is not None:
+            stage.app_send(data)
 
     def close(self) -> None:
-        self._stage.app_close()
+        stage = self._stage
+        if stage is not None:
+            stage.app_close()
 
     def abort(self, reason: str) -> None:
-        if self._stage.down is not None:
-            self._stage.down.abort(reason)
+        stage = self._stage
+        if stage is not None and stage.down is not None:
+            stage.down.abort(reason)
 
 
 class TlsStage:
@@ -150,6 +162,7 @@ class TlsStage:
         self.cpu = 0.0
         self.dropped_app_bytes = 0
         self.deadline: float | None = None
+        self.encrypting: _Encrypting | None = None
 
     # ---- StreamStage ---------------------------------------------------------------------
     def on_open(self, flow: FlowInfo, down: Downstream, now: float) -> None:
@@ -188,6 +201,11 @@ class TlsStage:
             conn.connection_lost(self.env.wall_clock())
         if self.next_open:
             self.next_stage.on_close(reason, now)
+        # Nothing is fed to this connection any more: let its state go now (see _Encrypting).
+        self.conn = None
+        self.down = None
+        if self.encrypting is not None:
+            self.encrypting._stage = None
 
     def poll_at(self) -> float | None:
         if self.next_open:
@@ -242,7 +260,8 @@ class TlsStage:
                 self._publish_facts(ev.info)
                 self._emit_handshake(ev.info)
                 self.next_open = True
-                self.next_stage.on_open(self.flow, _Encrypting(self), now)
+                self.encrypting = _Encrypting(self)
+                self.next_stage.on_open(self.flow, self.encrypting, now)
             elif isinstance(ev, HandshakeFailed):
                 self._emit_handshake(ev.info)
             elif isinstance(ev, ApplicationData):
