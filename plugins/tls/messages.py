@@ -295,7 +295,7 @@ _DECODERS_BY_INT = {int(k): v for k, v in _EXTENSION_DECODERS.items()}
 
 def parse_extensions(ch: ClientHello) -> HelloExtensions:
     """Decode the extensions the server uses; unknown ones (incl. GREASE) are kept by code only."""
-    kw: dict[str, object] = {}
+    ext = HelloExtensions()
     unknown: list[int] = []
     decoders = _DECODERS_BY_INT
     for code, data in ch.extensions:
@@ -303,8 +303,10 @@ def parse_extensions(ch: ClientHello) -> HelloExtensions:
         if entry is None:
             unknown.append(code)
         else:
-            kw[entry[0]] = entry[1](data)
-    return HelloExtensions(unknown=tuple(unknown), **kw)  # type: ignore[arg-type]
+            setattr(ext, entry[0], entry[1](data))
+    if unknown:
+        ext.unknown = tuple(unknown)
+    return ext
 
 
 # ---- server messages -------------------------------------------------------------------------

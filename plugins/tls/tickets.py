@@ -85,10 +85,13 @@ class TicketKey:
     sealed: int = 0
     opened: int = 0
     _aead: AESGCM | None = field(default=None, repr=False)
+    _name: bytes | None = field(default=None, repr=False)  # cached: compared on every open
 
     @property
     def name(self) -> bytes:
-        return bytes(self.material[:NAME_LEN])
+        if self._name is None:
+            self._name = bytes(self.material[:NAME_LEN])
+        return self._name
 
     @property
     def aead(self) -> AESGCM:
@@ -100,6 +103,7 @@ class TicketKey:
         for i in range(len(self.material)):
             self.material[i] = 0
         self._aead = None
+        self._name = None
 
 
 def parse_key_file(text: str) -> list[bytes]:
