@@ -8,7 +8,7 @@ with an override timer, delayed ACKs and keep-alive.
 
 from __future__ import annotations
 
-from pipeline.tcp.segment import Segment
+from pipeline.tcp.segment import Segment, tx_segment
 from pipeline.tcp.seq import MASK, unwrap, wire
 from pipeline.tcp.tcb import (
     CLOSED,
@@ -177,7 +177,7 @@ class TcpSender(Tcb):
         self.ack_at = None
         self._unacked_segs = 0
         self.segs_out += 1
-        return TcpRepr(
+        return tx_segment(
             self.local_port,
             self.remote_port,
             seq & MASK,
@@ -185,8 +185,8 @@ class TcpSender(Tcb):
             flags,
             field,
             payload,
-            timestamp=ts,
-            sack_blocks=sack,
+            ts,
+            sack,
         )
 
     def _syn(self, now: float) -> TcpRepr:
@@ -209,17 +209,19 @@ class TcpSender(Tcb):
             self.rcv_wscale = window_scale_for(self.config.recv_buffer) if self.ws_ok else 0
             ws = self.rcv_wscale if self.ws_ok else None
             sack_ok, ts_ok = self.config.sack, self.config.timestamps
-        return TcpRepr(
+        return tx_segment(
             self.local_port,
             self.remote_port,
             self.iss,
             wire(self.rcv_nxt) if passive else 0,
             SYN | ACK if passive else SYN,
             win,
-            mss=self.local_mss,
-            wscale=ws,
-            sack_permitted=sack_ok,
-            timestamp=(self._tsval(now), self.ts_recent if passive else 0) if ts_ok else None,
+            b"",
+            (self._tsval(now), self.ts_recent if passive else 0) if ts_ok else None,
+            (),
+            self.local_mss,
+            ws,
+            sack_ok,
         )
 
     def segments_to_send(self, now: float) -> list[TcpRepr]:
