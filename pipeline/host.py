@@ -11,6 +11,7 @@ tells the loop when ``poll_at`` may have moved (echo, ARP and ND answers leave i
 from __future__ import annotations
 
 import collections
+import struct
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -36,6 +37,7 @@ from pipeline.wire.udp import UdpRepr
 
 _ETHERTYPE_IPV4 = b"\x08\x00"
 _ETHERTYPE_IPV6 = b"\x86\xdd"
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")  # ipv4's header layout (version/IHL ... destination)
 MAX_TX_QUEUE = 4096  # frames waiting for frames_to_send(); beyond: drop.tx_full
 
 
@@ -83,6 +85,7 @@ class HostStack:
         self.neighbours = NeighbourTable(neighbour_limit, counters)
         self.pending = PendingQueue(counters)
         self._waiting = self.pending.waiting  # ``ip in`` per received frame, without a call
+        self._neighbour_macs = self.neighbours._entries  # a known neighbour's refresh, inline
         self.listen_macs = frozenset(
             {self.mac, BROADCAST, ipv6_multicast_mac(ipv6.ALL_NODES)}
             | {ipv6_multicast_mac(ipv6.solicited_node(v)) for v in self.v6}
@@ -233,17 +236,40 @@ class HostStack:
         the reply costs no extra copy); TCP gets a memoryview of its segment."""
         if frame[6] & 1:
             raise WireError("bad_source", "multicast source MAC")
-        hlen, total, _tos, _ident, _frag, _ttl, proto, src, dst = ipv4.check_header(frame, 14)
+        # The commonest packet (20-byte header, checksum right, not a fragment) is checked here,
+        # without check_header's call and tuple; any other goes to check_header, which raises
+        # the same reasons or accepts it (IP options).
+        size = len(frame)
+        if size >= 34 and frame[14] == 0x45:
+            _vihl, _tos, total, _id, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(
+                frame, 14
+            )
+            whole = int.from_bytes(frame[14:34], "big")
+            fast = 20 <= total <= size - 14 and not frag & 0x3FFF and not whole % 0xFFFF and whole
+        else:
+            fast = False
+        if fast:
+            hlen = 20
+        else:
+            hlen, total, _tos, _ident, _frag, _ttl, proto, src, dst = ipv4.check_header(frame, 14)
         if dst not in self.v4:
             raise WireError("not_for_us", "IPv4 destination")
         if not 0 < src[0] < 224 or src in self.v4:  # ipv4.is_unicast_v4, inlined (hot path)
             raise WireError("bad_source", "IPv4 source")
-        self._learn(src, bytes(frame[6:12]), now)
-        if proto == 1:  # ipv4.PROTO_ICMP
+        mac = frame[6:12]
+        if self._neighbour_macs.get(src) == mac and src not in self._waiting:
+            self._neighbour_macs.move_to_end(src)  # known, same MAC: NeighbourTable.learn inline
+        else:
+            self._learn(src, bytes(mac), now)
+        if proto == 6:  # ipv4.PROTO_TCP; _deliver_tcp inlined
+            tcp = self.tcp
+            if tcp is None:
+                raise WireError("no_transport", "TCP without a transport handler")
+            self.timers_dirty = True
+            tcp.receive_tcp(src, dst, memoryview(frame)[14 + hlen : 14 + total], now)
+        elif proto == 1:  # ipv4.PROTO_ICMP
             self._transmit(icmp.echo_reply_v4(frame, 14, hlen, total, self.mac), now)
             self.counters["icmp.echo_replied"] += 1
-        elif proto == ipv4.PROTO_TCP:
-            self._deliver_tcp(src, dst, memoryview(frame)[14 + hlen : 14 + total], now)
         elif proto == ipv4.PROTO_UDP:
             UdpRepr.parse(frame[14 + hlen : 14 + total], src, dst)
             raise WireError("unsupported", "UDP")
