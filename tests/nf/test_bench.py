@@ -14,7 +14,7 @@ import pytest
 
 from nf.bench import Plan
 from nf.bench.figures import Report, Row, Spread
-from nf.bench.handshake import parse_s_time
+from nf.bench.handshake import STimeRun, _children_cpu, parse_s_time
 from nf.bench.icmp import parse_ping
 from nf.bench.lab import CERT_DIR, LabError
 from nf.bench.nginx import nginx_missing, render, write_config
@@ -99,6 +99,18 @@ def test_parse_ping_summary() -> None:
     assert parse_ping(PING) == (2000, 1998, 0.125)
     with pytest.raises(LabError):
         parse_ping("ping: connect: Network is unreachable\n")
+
+
+def test_client_cpu_counts_the_waited_for_client() -> None:
+    """The srv+client rows add the s_time run's own CPU (a finished, waited-for child)."""
+    before = _children_cpu()
+    burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True, timeout=60)
+    assert _children_cpu() - before >= 0.25
+    run = STimeRun(connections=100, reused=0, wall_s=1.0, cpu_s=0.02, client_cpu_s=0.03)
+    assert run.cpu_us == pytest.approx(200.0)
+    assert run.total_cpu_us == pytest.approx(500.0)
+    assert STimeRun(0, 0, 1.0, 0.1, 0.1).total_cpu_us == float("inf")
 
 
 def test_parse_stat_survives_odd_command_names() -> None:
