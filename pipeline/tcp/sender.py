@@ -227,7 +227,7 @@ class TcpSender(Tcb):
     def segments_to_send(self, now: float) -> list[TcpRepr]:
         if (
             not (self._urgent or self._ack_now or self._fast_rtx or self._tlp)
-            and self.snd_nxt >= self._data_end() + self.fin_queued
+            and self.snd_nxt >= self.sbuf_start + len(self.sbuf) - self.sbuf_head + self.fin_queued
             and (self.ack_at is None or now < self.ack_at)
         ):
             return []  # nothing due: the commonest answer, decided before any other

@@ -362,12 +362,17 @@ class TcpStack:
         stage = flow.stage
         if stage is not None and not flow.closed and ep.state is not CLOSED:
             cfg = self.config
+            reasm = ep.reasm  # ep.readable is reasm.ready_bytes; ep.send_queued, spelled out
             try:
                 drain = flow.drain
                 if drain is not None and ep.send_queued <= drain[0]:
                     flow.drain = None
                     drain[1](now)
-                while not flow.paused and ep.readable and ep.send_queued < cfg.send_buffer:
+                while (
+                    not flow.paused
+                    and reasm.ready_bytes
+                    and len(ep.sbuf) - ep.sbuf_head < cfg.send_buffer
+                ):
                     stage.receive_data(ep.read(), now)
                     if ep.state is CLOSED:  # the stage aborted
                         break
@@ -381,7 +386,7 @@ class TcpStack:
                     stage.receive_eof(now)
             except Exception:
                 self._plugin_error(flow, now)
-            if ep.send_queued > cfg.send_buffer_hard:
+            if len(ep.sbuf) - ep.sbuf_head > cfg.send_buffer_hard:
                 self.counters["tcp.send_buffer_overflows"] += 1
                 ep.abort("send_buffer_overflow")
         if self._dirty:
