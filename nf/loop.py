@@ -101,7 +101,9 @@ class Loop:
         than ``MAX_SLEEP`` after the last ask (wall-clock deadlines are converted when asked).
         A stale deadline can only be early (a spurious wake, never a late timer) as long as every
         component that can move a deadline earlier does so on one of those wakes: a new one
-        arming timers from echo/ARP/ND handling must set ``host.timers_dirty``.
+        arming timers from echo/ARP/ND handling must set ``host.timers_dirty``. A wake that only
+        carried frames asks with ``full=False``: the TLS profiles' wall-clock housekeeping is then
+        re-asked at most every ``TLS_REFRESH`` (see ``Runtime.poll_at`` for why that is enough).
         """
         rt = self.rt
         tap_fd = rt.port.fileno()
@@ -177,7 +179,7 @@ class Loop:
                 stale = True
             if stale or host.timers_dirty or now - asked >= MAX_SLEEP:
                 host.timers_dirty = False
-                deadline = rt.poll_at(now)
+                deadline = rt.poll_at(now, full=stale)
                 asked = now
             fired = deadline is not None and deadline <= now
             if fired:
@@ -186,7 +188,7 @@ class Loop:
                 write_frame(frame)
             if fired or host.timers_dirty:  # timers ran, or output queued behind a neighbour probe
                 host.timers_dirty = False
-                deadline = rt.poll_at(now)
+                deadline = rt.poll_at(now, full=fired)
                 asked = now
             if exporter is not None and exporter.sent:  # sending may have eaten ZMQ_FD's edge
                 exporter.flush_check(now)

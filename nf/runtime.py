@@ -18,6 +18,8 @@ from nf.config import Config
 from pipeline.chain import PacketChain, PluginEnv, StreamChain, build_chain
 from pipeline.events import EventBus, NullBus
 
+TLS_REFRESH = 1.0  # seconds: the longest a frames-only wake reuses the TLS profiles' deadline
+
 
 class RuntimeError_(Exception):
     """A one-line reason the runtime could not start."""
@@ -56,6 +58,8 @@ class Runtime:
         self.listeners: dict[tuple[bytes, int], StreamChain] = {}
         self._closers: list[Any] = []
         self._timed: tuple[Any, ...] = ()  # components with monotonic timers besides the host
+        self._tls_at: float | None = None  # the TLS profiles' deadline at the last full ask
+        self._tls_asked = float("-inf")
 
     # ---- building ----------------------------------------------------------------------------
     def build(self) -> Runtime:
@@ -246,13 +250,25 @@ class Runtime:
         return out
 
     # ---- timers and shutdown ---------------------------------------------------------------
-    def poll_at(self, now: float | None = None) -> float | None:
+    def poll_at(self, now: float | None = None, *, full: bool = True) -> float | None:
         """Earliest monotonic deadline of any component (wall-clock timers converted).
 
         Wall-clock deadlines are converted against the caller's ``now`` so that a due one
         equals ``now`` (converting against a fresh clock read would always land just past it,
         and the loop would spin without ever firing it). The loop asks at most once per wake
         (``nf.loop``): no temporary lists here, and the wall clock is read once.
+
+        ``full=False`` (the loop, on a wake that only carried frames) reuses the TLS profiles'
+        deadline from the last full ask if it is less than ``TLS_REFRESH`` old: asking them
+        costs ~4 µs in the running NF (their session caches and ticket rings), twice per
+        connection. Nothing a frame does can arm a TLS timer sooner than that: a cached session
+        expires ``cache_timeout`` (>= 1 s) after its ``put``, a key rotated by ``seal`` is
+        rotated again ``ticket_key_rotation`` (>= 1 s) later and the one it retired is erased
+        a ticket lifetime (>= 1 s) later. A session taken or refreshed by a frame can move the
+        cache's sweep (``next_expiry``: the least recently used entry) earlier; that sweep then
+        runs up to ``TLS_REFRESH`` late, which only delays freeing memory and the ``tls.cache``
+        expired event: ``get``/``take`` check a session's age themselves, so an expired session
+        is never served. Control requests, pushes and fired timers ask in full.
         """
         if now is None:
             now = self.clocks.monotonic()
@@ -261,15 +277,19 @@ class Runtime:
         if host is not None:
             first = host.poll_at()
         if self.tls is not None:
-            wall_first: float | None = None
-            for profile in self.tls:
-                w = profile.poll_at()
-                if w is not None and (wall_first is None or w < wall_first):
-                    wall_first = w
-            if wall_first is not None:
-                t = now + max(0.0, wall_first - self.clocks.wall())
-                if first is None or t < first:
-                    first = t
+            if full or now - self._tls_asked >= TLS_REFRESH:
+                wall_first: float | None = None
+                for profile in self.tls:
+                    w = profile.poll_at()
+                    if w is not None and (wall_first is None or w < wall_first):
+                        wall_first = w
+                self._tls_asked = now
+                self._tls_at = (
+                    None if wall_first is None else now + max(0.0, wall_first - self.clocks.wall())
+                )
+            t = self._tls_at
+            if t is not None and (first is None or t < first):
+                first = t
         for component in self._timed:
             t = component.poll_at()
             if t is not None and (first is None or t < first):

@@ -135,9 +135,9 @@ def count_calls(rt: Runtime) -> list[float]:
     asked: list[float] = []
     real = rt.poll_at
 
-    def poll_at(now: float | None = None) -> float | None:
+    def poll_at(now: float | None = None, *, full: bool = True) -> float | None:
         asked.append(time.monotonic())
-        return real(now)
+        return real(now, full=full)
 
     rt.poll_at = poll_at  # type: ignore[method-assign]
     return asked

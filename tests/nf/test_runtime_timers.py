@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from nf.config import load_config_data
-from nf.runtime import Clocks, Runtime
+from nf.loop import MAX_SLEEP
+from nf.runtime import TLS_REFRESH, Clocks, Runtime
 
 
 class Profile:
@@ -73,3 +74,31 @@ def test_handle_timers_fires_only_what_is_due() -> None:
     assert exporter.ticks == []
     rt.handle_timers(110.0)
     assert exporter.ticks == [110.0]
+
+
+class CountingProfile(Profile):
+    def __init__(self, due_wall: float) -> None:
+        super().__init__(due_wall)
+        self.asked = 0
+
+    def poll_at(self) -> float:
+        self.asked += 1
+        return self.due_wall
+
+
+def test_a_frames_only_ask_reuses_the_tls_deadline_for_at_most_tls_refresh() -> None:
+    """``full=False`` (a wake that only carried frames) does not ask the TLS profiles again
+    within ``TLS_REFRESH`` of the last full ask; a full ask, or an older answer, asks."""
+    wall = [5000.0]
+    clocks = Clocks(monotonic=lambda: 0.0, wall=lambda: wall[0])
+    rt = Runtime(load_config_data({"vips": [{"address": "192.0.2.10"}]}), clocks=clocks)
+    rt.tls = Registry(profile := CountingProfile(due_wall=5600.0))
+    assert rt.poll_at(100.0) == 700.0 and profile.asked == 1
+    profile.due_wall = 5300.0  # moved by something that is not a frame (a control request...)
+    wall[0] = 5000.5
+    assert rt.poll_at(100.5, full=False) == 700.0 and profile.asked == 1  # the earlier answer
+    assert rt.poll_at(100.5) == 400.0 and profile.asked == 2  # a full ask sees the change
+    profile.due_wall = 5200.0
+    wall[0] = 5000.5 + TLS_REFRESH
+    assert rt.poll_at(100.5 + TLS_REFRESH, full=False) == 300.0 and profile.asked == 3
+    assert TLS_REFRESH <= MAX_SLEEP  # an idle loop's timeout wake asks in full anyway
