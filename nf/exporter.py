@@ -21,7 +21,8 @@ collector's prefix therefore takes effect on the loop's next wake, like any subs
 ZeroMQ applies asynchronously too. The count trusts the notices: a SUB socket only forwards an
 unsubscribe for a prefix it holds; a raw XSUB peer unsubscribing what it never subscribed would
 make the count too low (events for that prefix skipped until the next subscribe); a SUB
-subscribing one prefix twice makes it too high (events built for nobody, never lost).
+subscribing one prefix twice makes it too high (events built for nobody, never lost). Past
+``MAX_PREFIXES`` distinct live prefixes every event is sent again and ZeroMQ filters.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from pipeline.events import SCHEMA_VERSION
 # XPUB_VERBOSER queues one per (un)subscribe; what the bound leaves is read on the next wake.
 MAX_SUBSCRIPTION_MESSAGES = 65536
 MAX_TOPICS = 256  # encoded topic names kept (events have a dozen topics; plugins may add some)
+# Beyond this many distinct live prefixes every event is built and sent (ZeroMQ filters): which
+# topics are wanted is then not worked out, so collectors cannot make each emit scan them all.
+MAX_PREFIXES = 1024
 _MORE = zmq.SNDMORE | zmq.NOBLOCK
 
 
@@ -151,8 +155,12 @@ class ZmqEventBus:
         wanted = self._wanted.get(topic)
         if wanted is not None:
             return wanted
-        name = self._topics.get(topic) or topic.encode("utf-8", "replace")
-        wanted = any(n > 0 and name.startswith(prefix) for prefix, n in self.subscriptions.items())
+        subscriptions = self.subscriptions
+        if len(subscriptions) > MAX_PREFIXES:
+            wanted = True
+        else:
+            name = self._topics.get(topic) or topic.encode("utf-8", "replace")
+            wanted = any(n > 0 and name.startswith(prefix) for prefix, n in subscriptions.items())
         if len(self._wanted) < MAX_TOPICS:
             self._wanted[topic] = wanted
         return wanted

@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from nf.exporter import ZmqEventBus
+from nf.exporter import MAX_PREFIXES, ZmqEventBus
 from pipeline.events import ENVELOPE
 
 
@@ -264,4 +264,25 @@ def test_a_send_that_hid_a_subscription_is_caught_by_flush_check(ctx: zmq.Contex
         second.close()
     finally:
         first.close()
+        bus.close()
+
+
+def test_past_max_prefixes_every_event_is_sent(ctx: zmq.Context[Any]) -> None:
+    """Which topics are wanted is not worked out over more than MAX_PREFIXES live prefixes:
+    every event goes to the socket (ZeroMQ filters), so a collector with thousands of prefixes
+    cannot make each emit scan them."""
+    bus = ZmqEventBus(ctx, "inproc://ev10", "i", lambda: 0)
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    for i in range(MAX_PREFIXES + 1):
+        sub.setsockopt(zmq.SUBSCRIBE, b"x.%d" % i)
+    sub.connect("inproc://ev10")
+    try:
+        _wait_subscribed(bus, MAX_PREFIXES + 1)
+        assert bus.wants("tcp.flow")
+        bus.emit("tcp.flow", {})
+        assert bus.seq == 1 and bus.counters["events.published"] == 1
+        assert not sub.poll(50)  # filtered by ZeroMQ, as before
+    finally:
+        sub.close()
         bus.close()
