@@ -301,9 +301,11 @@ class Runtime:
         loop call may be the only one due). ``now`` is the loop's; wall-clock timers are due
         when their deadline is at or before the wall clock read here, as ``poll_at`` reckons.
 
-        A TCP flow a stage wrote to makes the TCP stack due at once, so this runs on most
-        frames of a connection: components with nothing due cost a ``poll_at`` here, not a
-        run of their timer code (the exporter's tick alone reads its socket)."""
+        A TCP flow a stage wrote to outside the TCP stack's own call (backend data, a timer)
+        makes the TCP stack due at once, so this can run on many wakes (a relay's); components
+        with nothing due cost a ``poll_at`` here, not a run of their timer code (the exporter's
+        tick alone reads its socket). Under ``s_time`` it hardly runs: a stage's answer to a
+        segment goes out with that segment's processing."""
         backends = self.backends
         if backends is not None:  # first: a backend error it reports may write to a flow
             t = backends.poll_at()
