@@ -421,8 +421,9 @@ class HostStack:
         else:
             self.counters["drop.bad_source"] += 1
             return
-        mac = self.neighbours.lookup(dst)
+        mac = self._neighbour_macs.get(dst)  # NeighbourTable.lookup, inline
         if mac is not None:
+            self._neighbour_macs.move_to_end(dst)
             frame = b"".join((mac, self.mac, ethertype, header, l4))  # one copy of the payload
             self._transmit(gso(frame, gso_size) if gso_size else frame, now)
         elif gso_size:  # not queued: a resolved neighbour's frame would lose its offload mark

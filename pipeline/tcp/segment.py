@@ -298,39 +298,33 @@ def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> byte
     payload = seg.payload
     plen = len(payload)
     flags = seg.flags
-    ts = seg.timestamp
-    args: tuple[int, ...]
-    if ts is None:
-        hdr, hlen = _HDR, HEADER_LEN
-        args = (
-            seg.src_port,
-            seg.dst_port,
-            seg.seq & 0xFFFFFFFF,
-            seg.ack & 0xFFFFFFFF,
-            _OFF_PLAIN | (flags >> 8) & 1,
-            flags & 0xFF,
-            seg.window,
-        )
-        tail: tuple[int, ...] = (seg.urgent,)
-    else:
-        hdr, hlen = _HDR_TS, _TS_HLEN
-        args = (
-            seg.src_port,
-            seg.dst_port,
-            seg.seq & 0xFFFFFFFF,
-            seg.ack & 0xFFFFFFFF,
-            _OFF_TS | (flags >> 8) & 1,
-            flags & 0xFF,
-            seg.window,
-        )
-        tail = (seg.urgent, _TS_OPT, ts[0], ts[1])
+    sport, dport, window, urgent = seg.src_port, seg.dst_port, seg.window, seg.urgent
+    seq, ack = seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF
     if addrs is None:
         addrs = addr_sum(src, dst)
-    total = int.from_bytes(hdr.pack(*args, 0, *tail), "big") + addrs + PROTO_TCP + hlen + plen
-    if plen:
-        total += int.from_bytes(payload, "big") << (8 if plen & 1 else 0)
-    csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
-    head = hdr.pack(*args, csum, *tail)
+    # The header's share of the sum without packing it first: a 16-bit field adds its value,
+    # a 32-bit one hi + lo, which is its value mod 0xFFFF (module docstring); the checksum
+    # field counts as zero.
+    ts = seg.timestamp
+    if ts is None:
+        offb = _OFF_PLAIN | (flags >> 8) & 1
+        total = sport + dport + seq + ack + (offb << 8 | flags & 0xFF) + window + urgent
+        total += addrs + PROTO_TCP + HEADER_LEN + plen
+        if plen:
+            total += int.from_bytes(payload, "big") << (8 if plen & 1 else 0)
+        csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+        head = _HDR.pack(sport, dport, seq, ack, offb, flags & 0xFF, window, csum, urgent)
+    else:
+        offb = _OFF_TS | (flags >> 8) & 1
+        tsval, tsecr = ts
+        total = sport + dport + seq + ack + (offb << 8 | flags & 0xFF) + window + urgent
+        total += _TS_OPT + tsval + tsecr + addrs + PROTO_TCP + _TS_HLEN + plen
+        if plen:
+            total += int.from_bytes(payload, "big") << (8 if plen & 1 else 0)
+        csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+        head = _HDR_TS.pack(
+            sport, dport, seq, ack, offb, flags & 0xFF, window, csum, urgent, _TS_OPT, tsval, tsecr
+        )
     return head + payload if plen else head
 
 
@@ -349,24 +343,19 @@ def _emit_options(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None) -> by
     payload = seg.payload
     hlen = HEADER_LEN + len(opts)
     flags = seg.flags
-    args = (
-        seg.src_port,
-        seg.dst_port,
-        seg.seq & 0xFFFFFFFF,
-        seg.ack & 0xFFFFFFFF,
-        (hlen // 4) << 4 | (flags >> 8) & 1,
-        flags & 0xFF,
-        seg.window,
-    )
+    sport, dport, window, urgent = seg.src_port, seg.dst_port, seg.window, seg.urgent
+    seq, ack = seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF
+    offb = (hlen // 4) << 4 | (flags >> 8) & 1
     if addrs is None:
         addrs = addr_sum(src, dst)
     body = opts + payload if payload else opts  # 4-byte aligned: its words stay words
     blen = len(body)
-    total = int.from_bytes(_HDR.pack(*args, 0, seg.urgent), "big") + addrs + PROTO_TCP + hlen
+    # the fixed header's share added field by field, as in ``emit``
+    total = sport + dport + seq + ack + (offb << 8 | flags & 0xFF) + window + urgent
+    total += addrs + PROTO_TCP + hlen + len(payload)
     total += int.from_bytes(body, "big") << (8 if blen & 1 else 0)
-    total += len(payload)
     csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
-    return _HDR.pack(*args, csum, seg.urgent) + body
+    return _HDR.pack(sport, dport, seq, ack, offb, flags & 0xFF, window, csum, urgent) + body
 
 
 __all__ = ["RxSegment", "RxSyn", "Segment", "addr_sum", "emit", "parse", "tx_segment"]
