@@ -18,7 +18,7 @@ from nf.config import Config
 from pipeline.chain import PacketChain, PluginEnv, StreamChain, build_chain
 from pipeline.events import EventBus, NullBus
 
-TLS_REFRESH = 1.0  # seconds: the longest a frames-only wake reuses the TLS profiles' deadline
+TLS_REFRESH = 1.0  # seconds: the longest a frames-only wake reuses the TLS and stats deadlines
 
 
 class RuntimeError_(Exception):
@@ -58,8 +58,8 @@ class Runtime:
         self.listeners: dict[tuple[bytes, int], StreamChain] = {}
         self._closers: list[Any] = []
         self._timed: tuple[Any, ...] = ()  # components with monotonic timers besides the host
-        self._tls_at: float | None = None  # the TLS profiles' deadline at the last full ask
-        self._tls_asked = float("-inf")
+        self._slow_at: float | None = None  # TLS profiles' and exporter's, at the last full ask
+        self._slow_asked = float("-inf")
 
     # ---- building ----------------------------------------------------------------------------
     def build(self) -> Runtime:
@@ -101,7 +101,7 @@ class Runtime:
         )
         self.tcp.set_listeners(self._build_listeners())
         self._timed = tuple(  # fixed from here on: poll_at skips absent ones once, not per call
-            c for c in (self.exporter, self.backends, self.capture) if c is not None
+            c for c in (self.backends, self.capture) if c is not None
         )
         return self
 
@@ -268,7 +268,9 @@ class Runtime:
         cache's sweep (``next_expiry``: the least recently used entry) earlier; that sweep then
         runs up to ``TLS_REFRESH`` late, which only delays freeing memory and the ``tls.cache``
         expired event: ``get``/``take`` check a session's age themselves, so an expired session
-        is never served. Control requests, pushes and fired timers ask in full.
+        is never served. Control requests, pushes and fired timers ask in full. The exporter's
+        deadline (the next ``nf.stats``) goes with them: only its own tick, a fired timer,
+        moves it.
         """
         if now is None:
             now = self.clocks.monotonic()
@@ -276,22 +278,33 @@ class Runtime:
         host = self.host
         if host is not None:
             first = host.poll_at()
-        if self.tls is not None:
-            if full or now - self._tls_asked >= TLS_REFRESH:
-                wall_first: float | None = None
-                for profile in self.tls:
-                    w = profile.poll_at()
-                    if w is not None and (wall_first is None or w < wall_first):
-                        wall_first = w
-                self._tls_asked = now
-                self._tls_at = (
-                    None if wall_first is None else now + max(0.0, wall_first - self.clocks.wall())
-                )
-            t = self._tls_at
-            if t is not None and (first is None or t < first):
-                first = t
+        if full or now - self._slow_asked >= TLS_REFRESH:
+            self._slow_asked = now
+            self._slow_at = self._slow_poll_at(now)
+        t = self._slow_at
+        if t is not None and (first is None or t < first):
+            first = t
         for component in self._timed:
             t = component.poll_at()
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
+
+    def _slow_poll_at(self, now: float) -> float | None:
+        """The TLS profiles' deadline (wall clock, converted) and the exporter's: what frames do
+        not move (see ``poll_at``)."""
+        first: float | None = None
+        if self.tls is not None:
+            wall_first: float | None = None
+            for profile in self.tls:
+                w = profile.poll_at()
+                if w is not None and (wall_first is None or w < wall_first):
+                    wall_first = w
+            if wall_first is not None:
+                first = now + max(0.0, wall_first - self.clocks.wall())
+        exporter = self.exporter
+        if exporter is not None:
+            t = exporter.poll_at()
             if t is not None and (first is None or t < first):
                 first = t
         return first

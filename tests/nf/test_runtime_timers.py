@@ -102,3 +102,17 @@ def test_a_frames_only_ask_reuses_the_tls_deadline_for_at_most_tls_refresh() -> 
     wall[0] = 5000.5 + TLS_REFRESH
     assert rt.poll_at(100.5 + TLS_REFRESH, full=False) == 300.0 and profile.asked == 3
     assert TLS_REFRESH <= MAX_SLEEP  # an idle loop's timeout wake asks in full anyway
+
+
+def test_the_stats_deadline_is_asked_with_the_tls_ones() -> None:
+    """Only the exporter's tick (a fired timer, then a full ask) moves its deadline."""
+    clocks = Clocks(monotonic=lambda: 0.0, wall=lambda: 5000.0)
+    rt = Runtime(load_config_data({"vips": [{"address": "192.0.2.10"}]}), clocks=clocks)
+    rt.exporter = exporter = Exporter(next_stats=110.0)
+    assert rt.poll_at(100.0) == 110.0
+    exporter.next_stats = 105.0
+    assert rt.poll_at(100.5, full=False) == 110.0
+    rt.handle_timers(110.0)
+    assert exporter.ticks == [110.0]
+    exporter.next_stats = 120.0
+    assert rt.poll_at(110.0) == 120.0
