@@ -175,7 +175,12 @@ class TeeBus:
             listener.emit(topic, fields)
 
     def wants(self, topic: str) -> bool:
-        return wants(self.primary, topic) or any(wants(bus, topic) for bus in self.listeners)
+        if wants(self.primary, topic):
+            return True
+        for listener in self.listeners:  # a plain loop: this is asked per event
+            if wants(listener, topic):
+                return True
+        return False
 
 
 __all__ = [
