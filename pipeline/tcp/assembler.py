@@ -59,9 +59,11 @@ class Reassembler:
                 return 0
             data = data[nxt - off :]
             off = nxt
-        if off == nxt and (not self._starts or self._starts[0] >= end):
+        starts = self._starts
+        if off == nxt and (not starts or starts[0] >= end):
             self._deliver(bytes(data))
-            self._pull_chunks()
+            if starts:  # a held chunk may start right where this one ended
+                self._pull_chunks()
             return self.nxt - nxt
         self._insert(off, data)
         if off == nxt:
