@@ -7,8 +7,9 @@ handles the two layouts nearly every established segment has — no options, or 
 appendix A timestamp layout (NOP, NOP, TS) — with one ``struct`` call into a slotted
 ``RxSegment``, and Linux's SYN (MSS, SACK-permitted, TS, NOP, WS) into an ``RxSyn``; anything
 else (other SYN options, SACK blocks, malformed lengths) goes to ``TcpRepr.parse``, which
-decides and raises alike. ``emit`` encodes a ``TcpRepr`` carrying no
-option or timestamps only and returns exactly the bytes ``TcpRepr.emit`` would; others go to it.
+decides and raises alike. ``emit`` returns exactly the bytes ``TcpRepr.emit`` would, in one
+pass. ``tx_segment`` builds the ``TcpRepr`` of a segment to send without the frozen dataclass's
+per-field ``object.__setattr__``.
 
 The checksum is RFC 1071 done as arithmetic: since 2^16 = 1 (mod 0xFFFF), the one's-complement
 sum of 16-bit words is the residue mod 0xFFFF of the integer those bytes spell
