@@ -101,7 +101,7 @@ class Runtime:
         )
         self.tcp.set_listeners(self._build_listeners())
         self._timed = tuple(  # fixed from here on: poll_at skips absent ones once, not per call
-            c for c in (self.backends, self.capture) if c is not None
+            c for c in (self.backends,) if c is not None
         )
         return self
 
@@ -286,6 +286,13 @@ class Runtime:
             first = t
         for component in self._timed:
             t = component.poll_at()
+            if t is not None and (first is None or t < first):
+                first = t
+        # The capture manager is in the packet chain exactly while something captures (and
+        # only a capture has timers there): with an empty chain it is not asked (~1 µs a wake).
+        capture = self.capture
+        if capture is not None and self.packet_chain.stages:
+            t = capture.poll_at()
             if t is not None and (first is None or t < first):
                 first = t
         return first

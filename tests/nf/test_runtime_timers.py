@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from nf.config import load_config_data
 from nf.loop import MAX_SLEEP
 from nf.runtime import TLS_REFRESH, Clocks, Runtime
+from pipeline.io.memory import MemoryPort
 
 
 class Profile:
@@ -116,3 +118,25 @@ def test_the_stats_deadline_is_asked_with_the_tls_ones() -> None:
     assert exporter.ticks == [110.0]
     exporter.next_stats = 120.0
     assert rt.poll_at(110.0) == 120.0
+
+
+def test_the_capture_manager_is_asked_exactly_while_a_capture_runs(tmp_path: Path) -> None:
+    """It is in the packet chain exactly while something captures; only then is it asked."""
+    cfg = load_config_data({"vips": [{"address": "192.0.2.10"}], "interface": {"kind": "memory"}})
+    rt = Runtime(cfg, port=MemoryPort()).build()
+    try:
+        capture = rt.capture
+        asked: list[int] = []
+
+        def poll_at() -> float:
+            asked.append(1)
+            return 5.0
+
+        capture.poll_at = poll_at  # type: ignore[method-assign]
+        assert rt.poll_at(1.0, full=False) != 5.0 and asked == []
+        capture.start(str(tmp_path / "x.pcapng"))
+        assert rt.poll_at(1.0, full=False) == 5.0 and asked == [1]
+        capture.stop()
+        assert rt.poll_at(1.0, full=False) != 5.0 and asked == [1]
+    finally:
+        rt.close()
