@@ -122,6 +122,19 @@ def test_connection_close_and_eof() -> None:
     assert down2.closed and not down2.data
 
 
+def test_no_parser_until_the_first_bytes() -> None:
+    """A connection that never sends a request (s_time, probes) costs no h11 parser; one that
+    does gets the same answers as ever."""
+    idle, down = open_stage()
+    assert idle._h11 is None
+    idle.receive_eof(0.0)
+    assert idle._h11 is None and down.closed and not down.data
+    stage, down = open_stage()
+    stage.receive_data(b"GET /bytes/3 HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    assert stage._h11 is not None
+    assert responses(bytes(down.data)) == [(200, b"xxx")]
+
+
 def test_post_not_allowed_body_discarded() -> None:
     stage, down = open_stage()
     stage.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 0.0)
