@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.chain import FlowInfo, StreamChain, StreamStage
 from pipeline.errors import DecodeError
-from pipeline.events import EventBus
+from pipeline.events import EventBus, wants
 from pipeline.tcp.config import TcpConfig
 from pipeline.tcp.cookies import TICK, IsnGenerator, SynCookies
 from pipeline.tcp.endpoint import TcpEndpoint
@@ -446,7 +446,8 @@ class TcpStack:
             vs=str(getattr(flow.chain, "name", "")),
         )
         self.counters["tcp.flows_opened"] += 1
-        self.bus.emit("tcp.flow", self._flow_fields(flow, "opened", None, now))
+        if wants(self.bus, "tcp.flow"):  # no collector, no capture: the fields are not built
+            self.bus.emit("tcp.flow", self._flow_fields(flow, "opened", None, now))
         try:
             down = _Downstream(flow.ep, flow, self)
             flow.info.control = down
@@ -484,7 +485,8 @@ class TcpStack:
                 stage.on_close(reason, now)
             except Exception:
                 self.counters["tcp.plugin_errors"] += 1
-        self.bus.emit("tcp.flow", self._flow_fields(flow, "closed", reason, now))
+        if wants(self.bus, "tcp.flow"):
+            self.bus.emit("tcp.flow", self._flow_fields(flow, "closed", reason, now))
         # Let the stages' state (a TLS connection...) go now, not when TIME-WAIT ends: nothing
         # is fed to them any more, and flow -> stage -> downstream -> flow was a cycle that only
         # a full garbage collection would free after it had aged 2 s in TIME-WAIT.

@@ -51,6 +51,7 @@ class CaptureManager:
         # As the shared key log (env.shared["keylog"]): False while no capture embeds secrets,
         # so TLS connections opened meanwhile do not even format their key log lines.
         self.active = False
+        self._pcapng = False  # a pcapng capture runs: it takes tls.handshake events (wants)
 
     # ---- control ----------------------------------------------------------------------------
     def start(
@@ -155,6 +156,10 @@ class CaptureManager:
                 self._broken(key)
         return True
 
+    def wants(self, topic: str) -> bool:
+        """Only ``tls.handshake``, and only while a pcapng capture runs (its verdict comments)."""
+        return self._pcapng and topic == "tls.handshake"
+
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
         if topic != "tls.handshake":
             return
@@ -187,6 +192,9 @@ class CaptureManager:
         """In the packet chain exactly while something captures, first (it records every frame
         received, and every frame sent before a later stage could drop it)."""
         self._items = tuple(self.captures.items())
+        self._pcapng = any(
+            isinstance(stage, PcapngCaptureStage) for stage in self.captures.values()
+        )
         self.active = any(
             isinstance(stage, PcapngCaptureStage) and stage.secrets
             for stage in self.captures.values()

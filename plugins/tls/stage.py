@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.chain import Downstream, FlowInfo, PluginEnv, StreamStage
+from pipeline.events import wants
 from plugins.tls.certs import CertResolver
 from plugins.tls.keylog import KeyLog, KeyLogTee
 from plugins.tls.registry import ProfileRegistry
@@ -294,6 +295,8 @@ class TlsStage:
     def _emit_handshake(self, info: HandshakeInfo) -> None:
         assert self.flow is not None
         self.reported = True
+        if not wants(self.env.bus, "tls.handshake"):  # no collector, no capture: not built
+            return
         wall = self.env.wall_clock()
         duration = (wall - self.hs_start) if self.hs_start is not None else 0.0
         self.env.bus.emit(

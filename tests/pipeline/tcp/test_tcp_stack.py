@@ -309,3 +309,29 @@ def test_flow_events_carry_the_schemas_fields_and_the_endpoints_counts() -> None
     assert list(opened) == list(closed) == list(SCHEMA["tcp.flow"])
     assert closed["bytes_in"] == closed["bytes_out"] == 5 and closed["segments_in"] == 4
     assert (closed["action"], closed["reason"]) == ("closed", "fin")
+
+
+class _NobodyListens:
+    """A bus with no subscriber: ``wants`` says no, so nothing may be built or emitted."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.emitted: list[str] = []
+
+    def wants(self, topic: str) -> bool:
+        self.asked.append(topic)
+        return False
+
+    def emit(self, topic: str, fields: object) -> None:
+        self.emitted.append(topic)
+
+
+def test_flow_events_nobody_wants_are_not_built() -> None:
+    d = StackDriver(TcpConfig(), echo=True)
+    bus = _NobodyListens()
+    d.stack.bus = bus
+    s = d.handshake(isn=C)
+    (echo,) = d.send(seq=C + 1, ack=s.seq + 1, flags=ACK | PSH, payload=b"x")
+    d.send(seq=C + 2, ack=echo.seq + 1, flags=RST)
+    assert d.counters["tcp.flows_opened"] == 1 and d.counters["tcp.flows_closed"] == 1
+    assert bus.asked == ["tcp.flow", "tcp.flow"] and bus.emitted == []

@@ -233,3 +233,15 @@ def test_runtime_names_the_config_key_of_an_unwritable_capture(tmp_path: Path) -
     with pytest.raises(ConfigError) as exc:
         Runtime(load_config_data(data)).build()
     assert exc.value.path == "capture.pcapng" and "cannot open" in exc.value.message
+
+
+def test_manager_wants_handshake_events_only_while_a_pcapng_capture_runs(tmp_path: Path) -> None:
+    m, _ = manager()
+    assert not m.wants("tls.handshake")
+    m.start(str(tmp_path / "a.pcap"), format="pcap")
+    assert not m.wants("tls.handshake")  # pcap has no comments to put verdicts in
+    m.start(str(tmp_path / "b.pcapng"))
+    assert m.wants("tls.handshake") and not m.wants("tcp.flow")
+    m.stop(str(tmp_path / "b.pcapng"))
+    assert not m.wants("tls.handshake")
+    m.stop()

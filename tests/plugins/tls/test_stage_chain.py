@@ -224,3 +224,21 @@ def test_established_connection_has_no_tls_timer() -> None:
     stage, down, _ = lab.open("echo")
     run(new_client(client_context()), stage, down, b"x")
     assert stage.poll_at() is None  # the echo app has no timers
+
+
+class _Quiet(ListBus):
+    """Keeps events but says nobody wants ``tls.handshake`` (no collector, no capture)."""
+
+    def wants(self, topic: str) -> bool:
+        return topic != "tls.handshake"
+
+
+def test_handshake_event_nobody_wants_is_not_built_but_facts_still_flow() -> None:
+    lab = make_lab()
+    quiet = _Quiet()
+    lab.env.bus = quiet
+    stage, down, flow = lab.open()
+    client = new_client(client_context(), "tapnf.test")
+    page = run(client, stage, down, b"GET / HTTP/1.1\r\nHost: tapnf.test\r\n\r\n").decode()
+    assert "tls_version: 1.2" in page and flow.facts["tls_resumed"] is False
+    assert quiet.of("tls.handshake") == []
