@@ -10,8 +10,9 @@ high-water mark) makes a ``NOBLOCK`` send fail at once; the event is dropped and
 Subscriptions: with ``XPUB_VERBOSER`` the socket hands us every subscribe and unsubscribe of every
 collector (a collector that goes away unsubscribes its prefixes), so ``subscriptions`` counts the
 live subscriptions per topic prefix. An event whose topic no live prefix matches would be filtered
-out by ZeroMQ anyway: it is not built, encoded or sent, takes no ``seq`` number and is counted in
-``events.skipped`` (``events.published`` counts what was handed to the socket). So ``seq`` numbers
+out by ZeroMQ anyway: it is not built, encoded or sent, takes no ``seq`` number and is not
+counted (``events.published`` counts what was handed to the socket; emitters that ask
+``pipeline.events.wants`` first do not even build it). So ``seq`` numbers
 the events sent to at least one subscription, in order; a collector subscribed to every topic sees
 a gap only where events were dropped (high-water mark, encode error), and a gap never stands for
 an event that nobody could have received. The notices are read as soon as the socket's fd says so
@@ -118,7 +119,6 @@ class ZmqEventBus:
         if wanted is None:
             wanted = self.wants(topic)
         if not wanted:
-            self.counters["events.skipped"] += 1
             return
         self.seq += 1
         event = dict(fields)
@@ -185,7 +185,6 @@ class ZmqEventBus:
         if self._next_stats <= now:  # the loop fell behind: no burst of catch-up events
             self._next_stats = now + self.stats_interval
         if not self.wants("nf.stats"):
-            self.counters["events.skipped"] += 1
             return
         counters: dict[str, Any] = dict(stats()) if stats is not None else {}
         counters.update(self.counters)
