@@ -10,7 +10,9 @@ TRANSPORT = (
     "Events are published on the `[control] events` endpoint (default `tcp://127.0.0.1:5556`) as "
     "ZeroMQ multipart messages `[topic, msgpack map]`; subscribe by topic prefix. Publishing never "
     "blocks: past the high-water mark events are dropped and counted (`events.dropped`), and the "
-    "gap in `seq` tells a collector how many it missed."
+    "gap in `seq` tells a collector subscribed to every topic how many it missed. An event no "
+    "collector subscribed to is not built, sent or numbered (`events.published` counts what was "
+    "sent)."
 )
 
 
