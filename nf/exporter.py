@@ -24,6 +24,15 @@ unsubscribe for a prefix it holds; a raw XSUB peer unsubscribing what it never s
 make the count too low (events for that prefix skipped until the next subscribe); a SUB
 subscribing one prefix twice makes it too high (events built for nobody, never lost). Past
 ``MAX_PREFIXES`` distinct live prefixes every event is sent again and ZeroMQ filters.
+
+Batching (``flush_delay`` > 0, as the runtime builds it): an event is numbered, stamped and
+encoded when emitted but handed to the socket in batches, when ``FLUSH_EVENTS`` are held or on
+the loop's first wake ``flush_delay`` after the oldest (the loop bounds its poll timeout by it,
+``held_since``), and on ``close``. An event sent alone costs ~13 µs in the loop's thread and
+~15 µs in ZeroMQ's I/O thread (each wakes the other: a mailbox signal, a send, a wake-up per
+event); sent eight at a time, ~4 and ~2.5 µs (measured with a reading collector on ipc://,
+events 100 µs apart). Collectors see events at most ``flush_delay`` late, in order, with the
+same ``seq`` and ``ts``; a full high-water mark drops (and counts) at the flush, as before.
 """
 
 from __future__ import annotations
@@ -46,6 +55,10 @@ MAX_TOPICS = 256  # encoded topic names kept (events have a dozen topics; plugin
 # Beyond this many distinct live prefixes every event is built and sent (ZeroMQ filters): which
 # topics are wanted is then not worked out, so collectors cannot make each emit scan them all.
 MAX_PREFIXES = 1024
+#: Held events are sent at once past this many (and ``flush_delay`` after the oldest).
+FLUSH_EVENTS = 64
+#: The runtime's ``flush_delay``: how late a collector may see an event.
+FLUSH_DELAY = 0.005
 _MORE = zmq.SNDMORE | zmq.NOBLOCK
 
 
@@ -74,6 +87,7 @@ class ZmqEventBus:
         curve: CurveConfig | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        flush_delay: float = 0.0,
     ) -> None:
         if config is not None:
             hwm = hwm if hwm is not None else config.hwm
@@ -97,6 +111,10 @@ class ZmqEventBus:
         # topic -> whether a live prefix matches it; cleared when a subscription comes or goes
         self._wanted: dict[str, bool] = {}
         self.sent = False  # set by a send: the loop then asks ZMQ_EVENTS (see flush_check)
+        self.flush_delay = flush_delay  # 0: every event is sent as it is emitted
+        self._monotonic = monotonic
+        self._outbox: list[bytes] = []  # held events: topic, payload, topic, payload, ...
+        self.held_since: float | None = None  # monotonic time of the oldest held event
         self._ctx = ctx
         self._auth: CurveAuth | None = None
         self.socket: zmq.Socket[Any] = ctx.socket(zmq.XPUB)
@@ -135,6 +153,28 @@ class ZmqEventBus:
             name = topic.encode("utf-8", "replace")
             if len(self._topics) < MAX_TOPICS:
                 self._topics[topic] = name
+        if self.flush_delay <= 0.0:
+            self._send(name, payload)
+            return
+        outbox = self._outbox
+        if not outbox:
+            self.held_since = self._monotonic()
+        outbox.append(name)
+        outbox.append(payload)
+        if len(outbox) >= 2 * FLUSH_EVENTS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand every held event to the socket, oldest first."""
+        outbox = self._outbox
+        if not outbox:
+            return
+        self._outbox, self.held_since = [], None
+        send = self._send
+        for i in range(0, len(outbox), 2):
+            send(outbox[i], outbox[i + 1])
+
+    def _send(self, name: bytes, payload: bytes) -> None:
         self.sent = True
         try:
             # What send_multipart does, without its per-part checks: a multipart message is
@@ -232,10 +272,11 @@ class ZmqEventBus:
 
     def close(self) -> None:
         if self.socket is not None and not self.socket.closed:
+            self.flush()
             self.socket.close(linger=0)
         if self._auth is not None:
             self._auth.release(self._ctx)
             self._auth = None
 
 
-__all__ = ["ZmqEventBus"]
+__all__ = ["FLUSH_DELAY", "FLUSH_EVENTS", "ZmqEventBus"]

@@ -148,6 +148,8 @@ class Loop:
                 timeout = MAX_SLEEP
             else:
                 timeout = min(MAX_SLEEP, max(0.0, deadline - now))
+            if exporter is not None and exporter.held_since is not None:  # held events: not late
+                timeout = min(timeout, max(0.0, exporter.held_since + exporter.flush_delay - now))
             events = poll(int(timeout * 1000 + 0.999))
             now = clock()
             if len(events) == 1 and events[0][0] == tap_fd and not zmq_left:  # frames only
@@ -190,8 +192,12 @@ class Loop:
                 host.timers_dirty = False
                 deadline = rt.poll_at(now, full=fired)
                 asked = now
-            if exporter is not None and exporter.sent:  # sending may have eaten ZMQ_FD's edge
-                exporter.flush_check(now)
+            if exporter is not None:
+                held = exporter.held_since
+                if held is not None and now - held >= exporter.flush_delay:
+                    exporter.flush()
+                if exporter.sent:  # sending may have eaten ZMQ_FD's edge
+                    exporter.flush_check(now)
 
     def replay(self) -> None:
         """A port with no fd (pcap replay, memory) is drained once.
@@ -221,6 +227,8 @@ class Loop:
                 if (deadline := rt.poll_at(now)) is not None and deadline <= now:
                     rt.handle_timers(now)
                 self.flush(now)
+            if exporter is not None:
+                exporter.flush()
 
     def close(self) -> None:
         for fd in (self._wake_r, self._wake_w):

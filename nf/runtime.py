@@ -177,13 +177,20 @@ class Runtime:
         import zmq
 
         from nf.control import ControlServer
-        from nf.exporter import ZmqEventBus
+        from nf.exporter import FLUSH_DELAY, ZmqEventBus
         from nf.ops import build_ops
 
         ctl = self.config.control
         self.zmq_context = self.zmq_context or zmq.Context()
         self.exporter = ZmqEventBus(
-            self.zmq_context, ctl.events, instance=self.config.instance, gen=self.gen, config=ctl
+            self.zmq_context,
+            ctl.events,
+            instance=self.config.instance,
+            gen=self.gen,
+            config=ctl,
+            wall_clock=self.clocks.wall,
+            monotonic=self.clocks.monotonic,
+            flush_delay=FLUSH_DELAY,  # events sent in batches by the loop (see nf.exporter)
         )
         self.bus = self.exporter
         self.control = ControlServer(self.zmq_context, ctl.endpoint, build_ops(self), config=ctl)

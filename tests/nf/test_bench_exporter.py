@@ -3,7 +3,8 @@
 Resumed TLS 1.2 handshakes (Python's ssl client over MemoryBIO against our engine, the cheapest
 handshake, so event cost weighs the most) publish through the real ZeroMQ exporter: with no
 subscriber, with a subscriber that never reads (its queue fills, events are dropped and counted),
-and with one that keeps up. Prints the rates and their ratios measured in one run."""
+and with one that keeps up. Prints the rates and their ratios measured in one run. The stalled
+collector is held against the live one: with no collector the exporter skips every event."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_stalled_collector_does_not_slow_handshakes() -> None:
             f"({keeping_up / none:.2f}x)"
         )
         assert dropped > 0  # the stalled collector really was past its high-water mark
-        assert slow > 0.7 * none
+        # against a live collector: with none, events are not even built (nobody subscribed)
+        assert slow > 0.7 * keeping_up
     finally:
         bus.close()
         zctx.destroy(linger=0)

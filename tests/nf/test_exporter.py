@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from nf.exporter import MAX_PREFIXES, ZmqEventBus
+from nf.exporter import FLUSH_EVENTS, MAX_PREFIXES, ZmqEventBus
 from pipeline.events import ENVELOPE
 
 
@@ -284,4 +284,63 @@ def test_past_max_prefixes_every_event_is_sent(ctx: zmq.Context[Any]) -> None:
         assert not sub.poll(50)  # filtered by ZeroMQ, as before
     finally:
         sub.close()
+        bus.close()
+
+
+def test_batched_events_are_held_then_sent_in_order(ctx: zmq.Context[Any]) -> None:
+    """With a flush delay, events keep the seq and ts they got when emitted but reach the socket
+    only at ``flush`` (the loop's job), at ``FLUSH_EVENTS`` held, or at ``close``."""
+    clock = [100.0]
+    wall = iter(range(1000, 2000))
+    bus = ZmqEventBus(
+        ctx,
+        "inproc://batch",
+        "i",
+        lambda: 0,
+        monotonic=lambda: clock[0],
+        wall_clock=lambda: float(next(wall)),
+        flush_delay=0.005,
+    )
+    sub = _sub(ctx, "inproc://batch")
+    try:
+        _wait_subscribed(bus)
+        bus.emit("tcp.flow", {"conn": 1})
+        clock[0] = 100.004
+        bus.emit("tcp.flow", {"conn": 2})
+        assert bus.held_since == 100.0 and not sub.poll(100)
+        assert bus.counters["events.published"] == 0
+        bus.flush()
+        assert bus.held_since is None and bus.counters["events.published"] == 2
+        got = [msgpack.unpackb(sub.recv_multipart()[1]) for _ in range(2)]
+        assert [(e["conn"], e["seq"], e["ts"]) for e in got] == [(1, 1, 1000.0), (2, 2, 1001.0)]
+        for i in range(FLUSH_EVENTS):  # the bound flushes without the loop
+            bus.emit("tcp.flow", {"conn": 10 + i})
+        assert bus.held_since is None and bus.counters["events.published"] == 2 + FLUSH_EVENTS
+        bus.emit("tcp.flow", {"conn": 99})
+        assert bus.held_since is not None
+    finally:
+        bus.close()  # sends what is held
+    assert bus.counters["events.published"] == 3 + FLUSH_EVENTS
+    seqs = []
+    while sub.poll(200):
+        seqs.append(msgpack.unpackb(sub.recv_multipart()[1])["seq"])
+    sub.close()
+    assert seqs == list(range(3, 4 + FLUSH_EVENTS))
+
+
+def test_batched_events_past_the_high_water_mark_are_dropped_at_the_flush(
+    ctx: zmq.Context[Any],
+) -> None:
+    bus = ZmqEventBus(ctx, "inproc://batchhwm", "i", lambda: 0, hwm=10, flush_delay=1.0)
+    stalled = _sub(ctx, "inproc://batchhwm", rcvhwm=10)
+    try:
+        _wait_subscribed(bus)
+        for i in range(50):
+            bus.emit("tcp.flow", {"conn": i})
+        bus.flush()
+        assert bus.counters["events.dropped"] > 0
+        total = bus.counters["events.dropped"] + bus.counters["events.published"]
+        assert total == 50 and bus.seq == 50
+    finally:
+        stalled.close()
         bus.close()

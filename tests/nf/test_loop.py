@@ -324,3 +324,44 @@ def test_a_new_collector_is_seen_on_the_next_wake_and_gets_the_next_event(tmp_pa
     assert [(e["action"], e["client"], e["seq"]) for e in got] == [
         ("opened", f"{PEER}:40002", 1)
     ], got
+
+
+def test_held_events_reach_a_collector_within_the_flush_delay(tmp_path: Any) -> None:
+    """Events are sent in batches, but an idle NF does not sit on them until its next timer:
+    the loop's poll timeout ends when the oldest held event is due (FLUSH_DELAY)."""
+    from nf.exporter import FLUSH_DELAY
+
+    events = f"ipc://{tmp_path}/events.sock"
+    extra = {"control": {"endpoint": f"ipc://{tmp_path}/control.sock", "events": events}}
+    gen = make_lab(extra)
+    rt, loop, peer = next(gen)
+    lags: list[float] = []
+    try:
+        ctx = zmq.Context()
+
+        def client() -> None:
+            sub = ctx.socket(zmq.SUB)
+            sub.linger = 0
+            sub.setsockopt(zmq.SUBSCRIBE, b"tcp.flow")
+            sub.connect(events)
+            try:
+                start = time.monotonic()
+                while not rt.exporter.subscriptions and time.monotonic() - start < 3.0:
+                    time.sleep(0.005)
+                for sport in (41001, 41002, 41003):
+                    _open_tcp(peer, sport)  # then nothing: the loop has no other reason to wake
+                    sent = time.monotonic()
+                    if sub.poll(2000):
+                        sub.recv_multipart()
+                        lags.append(time.monotonic() - sent)
+                    time.sleep(0.05)
+            finally:
+                sub.close()
+
+        run_with(loop, client)
+        ctx.term()
+        assert rt.exporter.flush_delay == FLUSH_DELAY
+    finally:
+        gen.close()
+    assert len(lags) == 3, lags
+    assert max(lags) < MAX_SLEEP / 4, lags  # well before the once-a-second wake
