@@ -145,14 +145,7 @@ class RxSyn(RxSegment):
         wscale: int,
         urgent: int,
     ) -> None:
-        self.src_port = src_port
-        self.dst_port = dst_port
-        self.seq = seq
-        self.ack = ack
-        self.flags = flags
-        self.window = window
-        self.payload = payload
-        self.timestamp = timestamp
+        RxSegment.__init__(self, src_port, dst_port, seq, ack, flags, window, payload, timestamp)
         self.mss = mss
         self.wscale = wscale
         self.sack_permitted = True

@@ -5,6 +5,7 @@ their deadlines only when something could have moved one, sleeps when idle and s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -236,16 +237,37 @@ def test_sigterm_stops_the_loop_at_once(lab: Any) -> None:
         restore()
 
 
+@contextlib.contextmanager
+def zmq_lab(tmp_path: Any) -> Iterator[tuple[Runtime, Loop, Peer, str, str]]:
+    """A lab whose control and event endpoints are ipc sockets in ``tmp_path``:
+    (runtime, loop, peer, control endpoint, events endpoint)."""
+    control, events = f"ipc://{tmp_path}/control.sock", f"ipc://{tmp_path}/events.sock"
+    gen = make_lab({"control": {"endpoint": control, "events": events}})
+    rt, loop, peer = next(gen)
+    try:
+        yield rt, loop, peer, control, events
+    finally:
+        gen.close()
+
+
+def _subscribe(ctx: zmq.Context[Any], rt: Runtime, events: str, topic: bytes) -> zmq.Socket[Any]:
+    """A collector on ``topic``, returned once the NF counts its subscription (3 s at most)."""
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(events)
+    start = time.monotonic()
+    while not rt.exporter.subscriptions and time.monotonic() - start < 3.0:
+        time.sleep(0.005)
+    return sub
+
+
 def test_control_requests_are_all_answered_between_frames(tmp_path: Any) -> None:
     """More requests than one ``process`` call serves (64), queued at once, while echo requests
     keep the loop busy: the loop comes back for the rest without a new ZMQ_FD edge."""
-    endpoint = f"ipc://{tmp_path}/control.sock"
-    extra = {"control": {"endpoint": endpoint, "events": f"ipc://{tmp_path}/events.sock"}}
-    gen = make_lab(extra)
-    rt, loop, peer = next(gen)
     replies: list[dict[str, Any]] = []
     took: list[float] = []
-    try:
+    with zmq_lab(tmp_path) as (rt, loop, peer, endpoint, _):
         ctx = zmq.Context()
 
         def client() -> None:
@@ -266,8 +288,6 @@ def test_control_requests_are_all_answered_between_frames(tmp_path: Any) -> None
 
         run_with(loop, client)
         ctx.term()
-    finally:
-        gen.close()
     assert sorted(r["id"] for r in replies) == list(range(150))
     assert all(r["ok"] for r in replies), replies[0]
     assert took[0] < MAX_SLEEP / 2  # not left for the once-a-second wake
@@ -288,25 +308,16 @@ def test_a_new_collector_is_seen_on_the_next_wake_and_gets_the_next_event(tmp_pa
     """Events nobody subscribed to are skipped, so the exporter must learn of a collector at
     once: its subscription is read on the loop's next wake (the XPUB's ZMQ_FD is polled), not at
     the stats tick 10 s away, and the next connection's event reaches it, numbered from 1."""
-    events = f"ipc://{tmp_path}/events.sock"
-    extra = {"control": {"endpoint": f"ipc://{tmp_path}/control.sock", "events": events}}
-    gen = make_lab(extra)
-    rt, loop, peer = next(gen)
     got: list[dict[str, Any]] = []
     took: list[float] = []
-    try:
+    with zmq_lab(tmp_path) as (rt, loop, peer, _, events):
         ctx = zmq.Context()
 
         def client() -> None:
             _open_tcp(peer, 40001)  # nobody listens yet: skipped
-            sub = ctx.socket(zmq.SUB)
-            sub.linger = 0
-            sub.setsockopt(zmq.SUBSCRIBE, b"tcp.flow")
-            sub.connect(events)
+            start = time.monotonic()
+            sub = _subscribe(ctx, rt, events, b"tcp.flow")
             try:
-                start = time.monotonic()
-                while not rt.exporter.subscriptions and time.monotonic() - start < 3.0:
-                    time.sleep(0.005)
                 took.append(time.monotonic() - start)
                 _open_tcp(peer, 40002)
                 while sub.poll(300 if got else 2000):
@@ -318,8 +329,6 @@ def test_a_new_collector_is_seen_on_the_next_wake_and_gets_the_next_event(tmp_pa
         ctx.term()
         assert rt.counters["tcp.flows_opened"] == 2
         assert rt.exporter.seq == 1  # the first connection's event was not numbered (nor built)
-    finally:
-        gen.close()
     assert took[0] < MAX_SLEEP / 2, took
     assert [(e["action"], e["client"], e["seq"]) for e in got] == [
         ("opened", f"{PEER}:40002", 1)
@@ -331,23 +340,13 @@ def test_held_events_reach_a_collector_within_the_flush_delay(tmp_path: Any) -> 
     the loop's poll timeout ends when the oldest held event is due (FLUSH_DELAY)."""
     from nf.exporter import FLUSH_DELAY
 
-    events = f"ipc://{tmp_path}/events.sock"
-    extra = {"control": {"endpoint": f"ipc://{tmp_path}/control.sock", "events": events}}
-    gen = make_lab(extra)
-    rt, loop, peer = next(gen)
     lags: list[float] = []
-    try:
+    with zmq_lab(tmp_path) as (rt, loop, peer, _, events):
         ctx = zmq.Context()
 
         def client() -> None:
-            sub = ctx.socket(zmq.SUB)
-            sub.linger = 0
-            sub.setsockopt(zmq.SUBSCRIBE, b"tcp.flow")
-            sub.connect(events)
+            sub = _subscribe(ctx, rt, events, b"tcp.flow")
             try:
-                start = time.monotonic()
-                while not rt.exporter.subscriptions and time.monotonic() - start < 3.0:
-                    time.sleep(0.005)
                 for sport in (41001, 41002, 41003):
                     _open_tcp(peer, sport)  # then nothing: the loop has no other reason to wake
                     sent = time.monotonic()
@@ -361,7 +360,5 @@ def test_held_events_reach_a_collector_within_the_flush_delay(tmp_path: Any) -> 
         run_with(loop, client)
         ctx.term()
         assert rt.exporter.flush_delay == FLUSH_DELAY
-    finally:
-        gen.close()
     assert len(lags) == 3, lags
     assert max(lags) < MAX_SLEEP / 4, lags  # well before the once-a-second wake
