@@ -31,8 +31,10 @@ the loop's first wake ``flush_delay`` after the oldest (the loop bounds its poll
 ``held_since``), and on ``close``. An event sent alone costs ~13 µs in the loop's thread and
 ~15 µs in ZeroMQ's I/O thread (each wakes the other: a mailbox signal, a send, a wake-up per
 event); sent eight at a time, ~4 and ~2.5 µs (measured with a reading collector on ipc://,
-events 100 µs apart). Collectors see events at most ``flush_delay`` late, in order, with the
-same ``seq`` and ``ts``; a full high-water mark drops (and counts) at the flush, as before.
+events 100 µs apart). Collectors see events in order, with the same ``seq`` and ``ts``, at most
+``flush_delay`` after they were emitted or, when the wake that emitted them ran longer, at its end
+(the loop reads the clock afresh for both checks); a full high-water mark drops (and counts) at
+the flush, as before.
 """
 
 from __future__ import annotations

@@ -149,7 +149,9 @@ class Loop:
             else:
                 timeout = min(MAX_SLEEP, max(0.0, deadline - now))
             if exporter is not None and exporter.held_since is not None:  # held events: not late
-                timeout = min(timeout, max(0.0, exporter.held_since + exporter.flush_delay - now))
+                # the clock read now, not the wake's start: a long wake must not add its length
+                due = exporter.held_since + exporter.flush_delay - clock()
+                timeout = min(timeout, max(0.0, due))
             events = poll(int(timeout * 1000 + 0.999))
             now = clock()
             if len(events) == 1 and events[0][0] == tap_fd and not zmq_left:  # frames only
@@ -194,7 +196,7 @@ class Loop:
                 asked = now
             if exporter is not None:
                 held = exporter.held_since
-                if held is not None and now - held >= exporter.flush_delay:
+                if held is not None and clock() - held >= exporter.flush_delay:
                     exporter.flush()
                 if exporter.sent:  # sending may have eaten ZMQ_FD's edge
                     exporter.flush_check(now)

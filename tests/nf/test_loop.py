@@ -362,3 +362,84 @@ def test_held_events_reach_a_collector_within_the_flush_delay(tmp_path: Any) -> 
         assert rt.exporter.flush_delay == FLUSH_DELAY
     assert len(lags) == 3, lags
     assert max(lags) < MAX_SLEEP / 4, lags  # well before the once-a-second wake
+
+
+def test_an_event_held_through_a_long_wake_is_sent_at_its_end() -> None:
+    """The flush checks read the clock afresh: an event emitted early in a wake that runs past
+    ``flush_delay`` goes out when the wake ends, not ``flush_delay`` after that."""
+    import types
+
+    from nf.exporter import ZmqEventBus
+
+    ctx = zmq.Context()
+    bus = ZmqEventBus(ctx, "inproc://long-wake", "i", lambda: 0, flush_delay=0.2)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect("inproc://long-wake")
+    deadline = time.monotonic() + 2
+    while bus.subscriber_count() < 1 and time.monotonic() < deadline:
+        bus.socket.poll(20)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    ended: list[float] = []
+    handed: list[float] = []
+    flush = bus.flush
+
+    def timed_flush() -> None:
+        if bus.held_since is not None:
+            handed.append(time.monotonic())
+        flush()
+
+    bus.flush = timed_flush  # type: ignore[method-assign]
+
+    class Port:
+        def fileno(self) -> int:
+            return r
+
+        def read_frames(self, n: int) -> list[bytes]:
+            try:
+                return [os.read(r, 64)]
+            except BlockingIOError:
+                return []
+
+        def write_frame(self, frame: bytes) -> None:
+            pass
+
+    class Host:
+        timers_dirty = False
+
+        def startup_frames(self, now: float) -> list[bytes]:
+            return []
+
+        def frames_to_send(self, now: float) -> list[bytes]:
+            return []
+
+        def receive_frame(self, frame: bytes, now: float) -> None:
+            bus.emit("tls.handshake", {"x": 1})
+            time.sleep(0.25)  # the rest of a long wake, past flush_delay
+            ended.append(time.monotonic())
+
+    rt = types.SimpleNamespace(
+        port=Port(),
+        host=Host(),
+        exporter=bus,
+        control=None,
+        subscriber=None,
+        backends=None,
+        clocks=types.SimpleNamespace(monotonic=time.monotonic),
+        poll_at=lambda now, full=True: None,
+        handle_timers=lambda now: None,
+    )
+    loop = Loop(rt)  # type: ignore[arg-type]
+    try:
+        os.write(w, b"x")
+        loop.run(max_iterations=3)
+        assert sub.poll(1000)
+    finally:
+        loop.close()
+        os.close(r)
+        os.close(w)
+        sub.close(linger=0)
+        bus.close()
+        ctx.term()
+    assert handed and handed[0] - ended[0] < 0.1, (handed, ended)  # at the wake's end, not 0.2 s on
