@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nf.bench import Plan
 from nf.bench.figures import Report, Row, Spread
-from nf.bench.handshake import STimeRun, _children_cpu, parse_s_time
+from nf.bench.handshake import ReadingSubscriber, STimeRun, _children_cpu, parse_s_time
 from nf.bench.icmp import parse_ping
 from nf.bench.lab import CERT_DIR, LabError
 from nf.bench.nginx import nginx_missing, render, write_config
@@ -274,3 +275,31 @@ def test_profile_summary_by_component(tmp_path: Path) -> None:
     assert text.startswith("10 samples")
     comps = text.split("-- self --")[0]
     assert " 60.0%  tcp" in comps and " 30.0%  timers" in comps and " 10.0%  tls engine" in comps
+
+
+def test_reading_subscriber_takes_every_event_and_stops(tmp_path: Path) -> None:
+    """The +reading_sub case's collector: a C proxy that keeps up (no drops past the high-water
+    mark) and stops when closed."""
+    import zmq
+
+    from nf.exporter import ZmqEventBus
+
+    ctx: zmq.Context[Any] = zmq.Context()
+    endpoint = f"ipc://{tmp_path}/ev.sock"
+    bus = ZmqEventBus(ctx, endpoint, "bench", lambda: 0, hwm=50)
+    reader = ReadingSubscriber(endpoint)
+    try:
+        deadline = time.monotonic() + 5
+        while bus.subscriber_count() < 1 and time.monotonic() < deadline:
+            bus.socket.poll(20)
+        for i in range(2000):
+            bus.emit("tcp.flow", {"conn": i})
+            if i % 25 == 0:
+                time.sleep(0.002)  # a pace a reader keeps up with; a stalled one would not
+        assert bus.counters["events.published"] == 2000
+        assert bus.counters["events.dropped"] == 0
+    finally:
+        reader.close()
+        bus.close()
+        ctx.term()
+    assert not reader._thread.is_alive()
