@@ -239,6 +239,22 @@ class ZmqEventBus:
         readable: ``ZMQ_FD`` fired and ``ZMQ_EVENTS`` has ``POLLIN``)."""
         self._drain_subscriptions()
 
+    def flush_at(self) -> float | None:
+        """When the held events are due (monotonic), or None when nothing is held: the loop
+        sleeps no longer than that."""
+        held = self.held_since
+        return None if held is None else held + self.flush_delay
+
+    def after_wake(self, now: float) -> None:
+        """The loop's last step of every wake: send the held events if they are due (the clock
+        read afresh: a long wake must not add its length), then ``flush_check`` if anything
+        was sent."""
+        held = self.held_since
+        if held is not None and self._monotonic() - held >= self.flush_delay:
+            self.flush()
+        if self.sent:
+            self.flush_check(now)
+
     def flush_check(self, now: float) -> None:
         """After a wake that sent events: sending processes the socket's queued commands, which
         can consume the ``ZMQ_FD`` edge a new subscription raised, so ask ``ZMQ_EVENTS``."""

@@ -148,10 +148,9 @@ class Loop:
                 timeout = MAX_SLEEP
             else:
                 timeout = min(MAX_SLEEP, max(0.0, deadline - now))
-            if exporter is not None and exporter.held_since is not None:  # held events: not late
-                # the clock read now, not the wake's start: a long wake must not add its length
-                due = exporter.held_since + exporter.flush_delay - clock()
-                timeout = min(timeout, max(0.0, due))
+            if exporter is not None and (flush_at := exporter.flush_at()) is not None:
+                # held events: not late (the clock read now: a long wake must not add its length)
+                timeout = min(timeout, max(0.0, flush_at - clock()))
             events = poll(int(timeout * 1000 + 0.999))
             now = clock()
             if len(events) == 1 and events[0][0] == tap_fd and not zmq_left:  # frames only
@@ -194,12 +193,8 @@ class Loop:
                 host.timers_dirty = False
                 deadline = rt.poll_at(now, full=fired)
                 asked = now
-            if exporter is not None:
-                held = exporter.held_since
-                if held is not None and clock() - held >= exporter.flush_delay:
-                    exporter.flush()
-                if exporter.sent:  # sending may have eaten ZMQ_FD's edge
-                    exporter.flush_check(now)
+            if exporter is not None:  # held events due; a send may have eaten ZMQ_FD's edge
+                exporter.after_wake(now)
 
     def replay(self) -> None:
         """A port with no fd (pcap replay, memory) is drained once.

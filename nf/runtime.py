@@ -57,7 +57,6 @@ class Runtime:
         self.packet_chain = PacketChain()
         self.listeners: dict[tuple[bytes, int], StreamChain] = {}
         self._closers: list[Any] = []
-        self._timed: tuple[Any, ...] = ()  # components with monotonic timers besides the host
         self._slow_at: float | None = None  # TLS profiles' and exporter's, at the last full ask
         self._slow_asked = float("-inf")
 
@@ -100,9 +99,6 @@ class Runtime:
             packet_chain=self.packet_chain,
         )
         self.tcp.set_listeners(self._build_listeners())
-        self._timed = tuple(  # fixed from here on: poll_at skips absent ones once, not per call
-            c for c in (self.backends,) if c is not None
-        )
         return self
 
     def _build_capture(self) -> None:
@@ -291,8 +287,9 @@ class Runtime:
         t = self._slow_at
         if t is not None and (first is None or t < first):
             first = t
-        for component in self._timed:
-            t = component.poll_at()
+        backends = self.backends
+        if backends is not None:
+            t = backends.poll_at()
             if t is not None and (first is None or t < first):
                 first = t
         # The capture manager is in the packet chain exactly while something captures (and
