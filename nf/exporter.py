@@ -135,10 +135,7 @@ class ZmqEventBus:
     def emit(self, topic: str, fields: Mapping[str, Any]) -> None:
         """Publish one event; never blocks, never raises. Skipped (not built, no ``seq``) when no
         subscription's prefix matches the topic."""
-        wanted = self._wanted.get(topic)
-        if wanted is None:
-            wanted = self.wants(topic)
-        if not wanted:
+        if not self.wants(topic):
             return
         self.seq += 1
         event = dict(fields)

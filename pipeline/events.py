@@ -4,8 +4,9 @@ Components call ``bus.emit(topic, fields)``; the runtime decides where events go
 exporter in ``nf``, a list in tests). The exporter adds the envelope fields ``v``, ``ts``, ``seq``,
 ``instance`` and ``gen``. A component whose event fields cost something to gather may first ask
 ``wants(bus, topic)``: False when the bus would discard the event (no collector subscribed to the
-topic, ``NullBus``), so the fields need not be built; emitting anyway is always correct. ``SCHEMA`` is the single definition of every topic and field: the
-README's schema section is generated from it (``nf schema``) so code and docs cannot drift.
+topic, ``NullBus``), so the fields need not be built; emitting anyway is always correct.
+``SCHEMA`` is the single definition of every topic and field: the README's schema section is
+generated from it (``nf schema``) so code and docs cannot drift.
 """
 
 from __future__ import annotations
