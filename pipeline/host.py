@@ -21,6 +21,7 @@ from pipeline.events import EventBus, NullBus
 from pipeline.neighbours import NeighbourTable, PendingQueue
 from pipeline.wire import arp, icmp, icmpv6, ipv4, ipv6
 from pipeline.wire.arp import arp_frame
+from pipeline.wire.checksum import sums_to_ones
 from pipeline.wire.drops import WireError, reason_of
 from pipeline.wire.ethernet import (
     BROADCAST,
@@ -244,8 +245,7 @@ class HostStack:
             _vihl, _tos, total, _id, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(
                 frame, 14
             )
-            whole = int.from_bytes(frame[14:34], "big")
-            fast = 20 <= total <= size - 14 and not frag & 0x3FFF and not whole % 0xFFFF and whole
+            fast = 20 <= total <= size - 14 and not frag & 0x3FFF and sums_to_ones(frame[14:34])
         else:
             fast = False
         if fast:

@@ -24,6 +24,16 @@ def ones_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
     return s
 
 
+def sums_to_ones(data: bytes | bytearray | memoryview) -> bool:
+    """True when ``data`` (its checksum field included) checks out: the folded sum is all ones,
+    i.e. the big integer's residue mod 0xFFFF is 0 and ``data`` is not all zeros. The per-frame
+    check (IPv4 header, ICMP echo): ``ones_sum(data) == 0xFFFF`` in one expression."""
+    whole = int.from_bytes(data, "big")
+    if len(data) & 1:
+        whole <<= 8
+    return not whole % 0xFFFF and whole != 0
+
+
 def checksum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
     """The Internet checksum of ``data``; ``start`` is a partial sum (e.g. a pseudo-header)."""
     s = ones_sum(data, start)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pipeline.wire.checksum import checksum
+from pipeline.wire.checksum import checksum, sums_to_ones
 from pipeline.wire.drops import WireError
 
 ECHO_REPLY = 0
@@ -80,12 +80,7 @@ def echo_reply_v4(
     type_, code, icsum = _ICMP_HEAD.unpack_from(frame, start)
     if type_ != ECHO_REQUEST:
         raise WireError("unsupported", f"ICMP type {type_}")
-    # ones_sum(...) != 0xFFFF inlined (per echo): the big integer's residue mod 0xFFFF is the
-    # folded sum, which is all ones exactly when the residue is 0 and the message is not all zero
-    whole = int.from_bytes(frame[start:end], "big")
-    if n & 1:
-        whole <<= 8
-    if whole % 0xFFFF or not whole:
+    if not sums_to_ones(frame[start:end]):
         raise WireError("bad_checksum", "ICMP checksum")
     _vihl, tos, _total, ident, frag, ttl, proto, ipcsum, src, dst = _IP.unpack_from(frame, l3)
     if hlen == HEADER_LEN_IP:  # same header, addresses swapped (sum unchanged), new TTL

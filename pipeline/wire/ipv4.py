@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from pipeline.errors import ApiError
+from pipeline.wire.checksum import sums_to_ones
 from pipeline.wire.drops import WireError
 
 PROTO_ICMP = 1
@@ -107,10 +108,7 @@ def check_header(
         raise WireError("bad_length", f"IPv4 total length {total} below header length {hlen}")
     if total > have:
         raise WireError("truncated", f"IPv4 total length {total}, have {have}")
-    # ones_sum(...) != 0xFFFF inlined (per frame): hlen is even; the folded sum is all ones
-    # exactly when the residue mod 0xFFFF is 0 and the header is not all zero
-    whole = int.from_bytes(view[off : off + hlen], "big")
-    if whole % 0xFFFF or not whole:
+    if not sums_to_ones(view[off : off + hlen]):
         raise WireError("bad_checksum", "IPv4 header checksum")
     if frag & (FLAG_MF | OFFSET_MASK):
         raise WireError("fragment", f"IPv4 fragment (flags/offset {frag:#06x})")
