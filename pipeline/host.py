@@ -86,7 +86,7 @@ class HostStack:
         self.neighbours = NeighbourTable(neighbour_limit, counters)
         self.pending = PendingQueue(counters)
         self._waiting = self.pending.waiting  # ``ip in`` per received frame, without a call
-        self._neighbour_macs = self.neighbours._entries  # a known neighbour's refresh, inline
+        self._neighbour_macs = self.neighbours.entries  # a known neighbour's refresh, inline
         self.listen_macs = frozenset(
             {self.mac, BROADCAST, ipv6_multicast_mac(ipv6.ALL_NODES)}
             | {ipv6_multicast_mac(ipv6.solicited_node(v)) for v in self.v6}

@@ -26,16 +26,18 @@ class NeighbourTable:
             raise ValueError(f"neighbour limit must be positive, got {limit}")
         self.limit = limit
         self.counters = counters
-        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        #: ip -> MAC, least recently used first; read-only outside (the host stack's per-frame
+        #: lookup and refresh of a known neighbour, as ``lookup``/``learn`` do them)
+        self.entries: OrderedDict[bytes, bytes] = OrderedDict()
 
     def lookup(self, ip: bytes) -> bytes | None:
-        mac = self._entries.get(ip)
+        mac = self.entries.get(ip)
         if mac is not None:
-            self._entries.move_to_end(ip)
+            self.entries.move_to_end(ip)
         return mac
 
     def learn(self, ip: bytes, mac: bytes) -> None:
-        entries = self._entries
+        entries = self.entries
         known = entries.get(ip)
         if known is not None:
             entries.move_to_end(ip)
@@ -51,20 +53,20 @@ class NeighbourTable:
 
     def update_if_known(self, ip: bytes, mac: bytes) -> None:
         """RFC 826's merge rule: refresh an entry we already have, create none."""
-        if ip in self._entries:
+        if ip in self.entries:
             self.learn(ip, mac)
 
     def forget(self, ip: bytes) -> None:
-        self._entries.pop(ip, None)
+        self.entries.pop(ip, None)
 
     def items(self) -> list[tuple[bytes, bytes]]:
-        return list(self._entries.items())
+        return list(self.entries.items())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def __contains__(self, ip: object) -> bool:
-        return ip in self._entries
+        return ip in self.entries
 
 
 @dataclass
