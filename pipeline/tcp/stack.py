@@ -343,36 +343,30 @@ class TcpStack:
         after everything that may have changed a flow (a segment in, a timer, a stage's write).
         """
         ep = flow.ep
-        if ep._events:
+        ev = ep.next_event()
+        while ev is not None:
+            kind = ev[0]
+            if kind == "connected":
+                if flow.embryonic:
+                    flow.embryonic = False
+                    self._embryonic -= 1
+                    self._handshakes.add(now)
+                self._open(flow, now)
+            elif kind == "anomaly":
+                self.bus.emit(
+                    "tcp.anomaly",
+                    {"conn": flow.conn, "kind": ev[1], "seq": ev[2], "length": ev[3]},
+                )
             ev = ep.next_event()
-            while ev is not None:
-                kind = ev[0]
-                if kind == "connected":
-                    if flow.embryonic:
-                        flow.embryonic = False
-                        self._embryonic -= 1
-                        self._handshakes.add(now)
-                    self._open(flow, now)
-                elif kind == "anomaly":
-                    self.bus.emit(
-                        "tcp.anomaly",
-                        {"conn": flow.conn, "kind": ev[1], "seq": ev[2], "length": ev[3]},
-                    )
-                ev = ep.next_event()
         stage = flow.stage
         if stage is not None and not flow.closed and ep.state is not CLOSED:
             cfg = self.config
-            reasm = ep.reasm  # ep.readable is reasm.ready_bytes; ep.send_queued, spelled out
             try:
                 drain = flow.drain
                 if drain is not None and ep.send_queued <= drain[0]:
                     flow.drain = None
                     drain[1](now)
-                while (
-                    not flow.paused
-                    and reasm.ready_bytes
-                    and len(ep.sbuf) - ep.sbuf_head < cfg.send_buffer
-                ):
+                while not flow.paused and ep.readable and ep.send_queued < cfg.send_buffer:
                     stage.receive_data(ep.read(), now)
                     if ep.state is CLOSED:  # the stage aborted
                         break
@@ -386,7 +380,7 @@ class TcpStack:
                     stage.receive_eof(now)
             except Exception:
                 self._plugin_error(flow, now)
-            if len(ep.sbuf) - ep.sbuf_head > cfg.send_buffer_hard:
+            if ep.send_queued > cfg.send_buffer_hard:
                 self.counters["tcp.send_buffer_overflows"] += 1
                 ep.abort("send_buffer_overflow")
         if self._dirty:
@@ -514,21 +508,16 @@ class TcpStack:
         if names is None:
             names = (endpoint_str(flow.key[0], flow.key[1]), endpoint_str(flow.key[2], flow.key[3]))
         ep = flow.ep
-        return {  # the keys of ``ep.stats()`` in its order, without the second dict
+        fields: dict[str, Any] = {  # built only when someone wants the event
             "conn": flow.conn,
             "action": action,
             "client": names[0],
             "vip": names[1],
-            "bytes_in": ep.bytes_in,
-            "bytes_out": ep.bytes_out,
-            "segments_in": ep.segs_in,
-            "segments_out": ep.segs_out,
-            "retransmits": ep.retransmits,
-            "out_of_order": ep.ooo_segments,
-            "overlap_conflicts": ep.overlap_conflicts,
-            "duration_s": round(now - ep.created, 6),
-            "reason": reason,
         }
+        fields.update(ep.stats())
+        fields["duration_s"] = round(now - ep.created, 6)
+        fields["reason"] = reason
+        return fields
 
     # ---- segments without a flow -----------------------------------------------------------
     def _no_flow(self, src: bytes, dst: bytes, seg: Segment, now: float) -> None:
