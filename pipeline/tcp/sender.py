@@ -30,8 +30,7 @@ class TcpSender(Tcb):
 
     def _new_ack(self, ack: int, now: float, seg: Segment) -> None:
         acked = ack - self.snd_una
-        data_end = self.sbuf_start + len(self.sbuf) - self.sbuf_head  # _data_end()
-        cut = (ack if ack < data_end else data_end) - self.sbuf_start
+        cut = min(ack, self._data_end()) - self.sbuf_start
         if cut > 0:
             self.sbuf_head += cut
             self.sbuf_start += cut
@@ -51,7 +50,7 @@ class TcpSender(Tcb):
                 board[0][0] = ack
         ts = seg.timestamp
         if ts is not None and self.ts_ok and ts[1]:
-            r = ((self.ts_offset + int(now * 1000) - ts[1]) & MASK) / 1000.0  # now's TSval - TSecr
+            r = ((self._tsval(now) - ts[1]) & MASK) / 1000.0
             if r < 60:
                 self.rtt.sample(r)
             self.timing = None
@@ -170,7 +169,7 @@ class TcpSender(Tcb):
         else:
             field = min(win >> self.rcv_wscale, 0xFFFF)
         self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
-        ts = ((self.ts_offset + int(now * 1000)) & MASK, self.ts_recent) if self.ts_ok else None
+        ts = (self._tsval(now), self.ts_recent) if self.ts_ok else None
         if sack is None:
             sack = self._sack_option() if self.sack_ok else ()
         self._ack_now = False
@@ -227,7 +226,7 @@ class TcpSender(Tcb):
     def segments_to_send(self, now: float) -> list[TcpRepr]:
         if (
             not (self._urgent or self._ack_now or self._fast_rtx or self._tlp)
-            and self.snd_nxt >= self.sbuf_start + len(self.sbuf) - self.sbuf_head + self.fin_queued
+            and self.snd_nxt >= self._data_end() + self.fin_queued
             and (self.ack_at is None or now < self.ack_at)
         ):
             return []  # nothing due: the commonest answer, decided before any other
@@ -292,7 +291,7 @@ class TcpSender(Tcb):
     ) -> TcpRepr | None:
         """The segment starting at ``nxt`` if the windows and SWS avoidance allow it; with
         ``retransmit`` only what was already sent (fast retransmit), ``snd_nxt`` untouched."""
-        data_end = self.sbuf_start + len(self.sbuf) - self.sbuf_head  # _data_end()
+        data_end = self._data_end()
         unsent = data_end - nxt
         # may the FIN (sequence number data_end) go out in this segment?
         fin_allowed = self.fin_queued and (not retransmit or self.snd_max > data_end)
