@@ -137,13 +137,7 @@ class StalledSubscriber:
 
     def fill(self, lab: BenchLab, max_runs: int = 20) -> int:
         """Resumed handshakes until the NF drops events; returns its ``events.dropped``."""
-        start = events_dropped(lab)
-        for _ in range(max_runs):
-            s_time(lab, VIP, 443, "-reuse", ECDSA, 1, lambda: 0.0)
-            dropped = events_dropped(lab)
-            if dropped > start:
-                return dropped
-        raise LabError(f"the stalled subscriber did not make the NF drop events in {max_runs} s")
+        return handshakes_until(lab, "events.dropped", max_runs, "the stalled subscriber")
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -176,12 +170,7 @@ class ReadingSubscriber:
 
     def warm(self, lab: BenchLab, max_runs: int = 10) -> None:
         """Resumed handshakes until the NF publishes events (it has seen the subscription)."""
-        for _ in range(max_runs):
-            before = nf_counter(lab, "events.published")
-            s_time(lab, VIP, 443, "-reuse", ECDSA, 1, lambda: 0.0)
-            if nf_counter(lab, "events.published") > before:
-                return
-        raise LabError(f"the NF published no event to the reading subscriber in {max_runs} s")
+        handshakes_until(lab, "events.published", max_runs, "the reading subscriber")
 
     def close(self) -> None:
         self._control.send(b"TERMINATE")
@@ -197,6 +186,18 @@ def nf_counter(lab: BenchLab, name: str) -> int:
     if reply is None or not reply.get("ok"):
         raise LabError(f"nf.stats failed: {reply}")
     return int(reply["result"]["counters"].get(name, 0))
+
+
+def handshakes_until(lab: BenchLab, counter: str, max_runs: int, who: str) -> int:
+    """One-second runs of resumed handshakes until the NF's ``counter`` moves (a subscriber
+    just attached has had its effect); returns the counter."""
+    start = nf_counter(lab, counter)
+    for _ in range(max_runs):
+        s_time(lab, VIP, 443, "-reuse", ECDSA, 1, lambda: 0.0)
+        now = nf_counter(lab, counter)
+        if now > start:
+            return now
+    raise LabError(f"{who}: the NF's {counter} did not move in {max_runs} s")
 
 
 def events_dropped(lab: BenchLab) -> int:
@@ -275,6 +276,7 @@ __all__ = [
     "STimeRun",
     "StalledSubscriber",
     "events_dropped",
+    "handshakes_until",
     "nf_counter",
     "parse_s_time",
     "run",
