@@ -116,17 +116,16 @@ class Handshake:
         resolver: CertResolver,
         rng: Callable[[int], bytes],
         record: RecordLayer,
-        out: bytearray,
         keylog: Callable[[str], None] | None,
     ) -> None:
         self.runtime = runtime
         self.resolver = resolver
         self.rng = rng
-        # The connection's record layer and its pending handshake bytes, not callbacks into the
-        # connection: no reference cycle, so a finished connection is freed by reference counting
-        # (a cycle left every connection to the cyclic GC: ~5 µs per resumed handshake).
+        # The connection's record layer, not callbacks into the connection: no reference cycle,
+        # so a finished connection is freed by reference counting (a cycle left every connection
+        # to the cyclic GC: ~5 µs per resumed handshake).
         self.record = record
-        self.out = out
+        self.out = bytearray()  # handshake messages queued for the next handshake record
         self.keylog = keylog
         self.history: list[str] = []
         self._pending = bytearray()
@@ -151,14 +150,18 @@ class Handshake:
         self.add(raw)
         self.out += raw
 
+    def flush(self) -> None:
+        """The queued handshake messages as one record."""
+        out = self.out
+        if out:
+            self.record.write(CT_HANDSHAKE, bytes(out))
+            out.clear()
+
     def send_ccs(self) -> None:
         """Flush the queued handshake messages, send ChangeCipherSpec and switch write keys."""
-        record, out = self.record, self.out
-        if out:
-            record.write(CT_HANDSHAKE, bytes(out))
-            out.clear()
-        record.write(CT_CHANGE_CIPHER_SPEC, b"\x01")
-        record.change_write(self.protection(server_write=True))
+        self.flush()
+        self.record.write(CT_CHANGE_CIPHER_SPEC, b"\x01")
+        self.record.change_write(self.protection(server_write=True))
 
     # ---- keys ----------------------------------------------------------------------------
     def derive_keys(self) -> None:

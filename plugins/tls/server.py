@@ -135,9 +135,8 @@ class TlsServerConnection:
         self._record = record = RecordLayer()
         self._events: deque[Event] = deque()
         self._hs_buf = bytearray()
-        self._out_hs = out = bytearray()
         self._hs = Handshake(
-            runtime, resolver, rng, record, out, keylog.write_line if keylog is not None else None
+            runtime, resolver, rng, record, keylog.write_line if keylog is not None else None
         )
         self._state: State = _EXPECT_CLIENT_HELLO
 
@@ -172,10 +171,10 @@ class TlsServerConnection:
         except Exception as exc:  # a bug must not escape into the data path: internal_error
             self._fail(TlsAlert("internal_error", f"{type(exc).__name__}: {exc}"))
         finally:
-            self._flush_handshake()
+            self._hs.flush()
 
     def data_to_send(self) -> bytes:
-        self._flush_handshake()
+        self._hs.flush()
         return self._record.data_to_send()
 
     def next_event(self) -> Event | None:
@@ -193,7 +192,7 @@ class TlsServerConnection:
         """Send close_notify (once); no more application data may be sent."""
         if self.closed_write:
             return
-        self._flush_handshake()
+        self._hs.flush()
         self._send_alert(AlertLevel.warning, AlertDescription.close_notify, None)
         self.close_notify_sent = True
         self.closed_write = True
@@ -306,18 +305,13 @@ class TlsServerConnection:
             return
 
     # ---- output helpers ------------------------------------------------------------------
-    def _flush_handshake(self) -> None:
-        if self._out_hs:
-            self._record.write(CT_HANDSHAKE, bytes(self._out_hs))
-            self._out_hs.clear()
-
     def _send_alert(self, level: AlertLevel, desc: AlertDescription, reason: str | None) -> None:
         self._record.write(CT_ALERT, bytes([level, desc]))
         self._events.append(AlertSent(level.name, desc.name, reason))
         self._hs.history.append("a")
 
     def _fail(self, alert: TlsAlert) -> None:
-        self._out_hs.clear()  # a half-built flight is not sent; the alert is
+        self._hs.out.clear()  # a half-built flight is not sent; the alert is
         if not self.closed_write:
             self._send_alert(AlertLevel.fatal, alert.description, alert.reason)
         self.failed = True
