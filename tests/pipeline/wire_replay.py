@@ -107,14 +107,14 @@ class Lab:
             host.receive_frame(frame, now)
         if stale or host.timers_dirty or now - self.asked >= MAX_SLEEP:
             host.timers_dirty = False
-            self.deadline, self.asked = rt.poll_at(now), now
+            self.deadline, self.asked = rt.poll_at(now, full=stale), now
         fired = self.deadline is not None and self.deadline <= now
         if fired:
             rt.handle_timers(now)
         out: list[bytes] = host.frames_to_send(now)
         if fired or host.timers_dirty:
             host.timers_dirty = False
-            self.deadline, self.asked = rt.poll_at(now), now
+            self.deadline, self.asked = rt.poll_at(now, full=fired), now
         return out
 
 
