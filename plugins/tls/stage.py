@@ -11,7 +11,11 @@ are in ``flow.facts``. Every ClientHello yields one ``tls.handshake`` event (a c
 ends or times out mid-handshake gets a failed one: ``connection_<reason>``, ``handshake_timeout``);
 every alert sent or received one ``tls.alert`` event. A handshake must complete within
 ``HANDSHAKE_TIMEOUT`` seconds of the TCP open (``poll_at``/``handle_timer``). ``cpu_us`` counts the
-process CPU time (``env.cpu_clock``) spent in the engine until the handshake completed. The key log
+process CPU time (``env.cpu_clock``) spent in the engine until the handshake completed; the clock
+is read only while someone wants ``tls.handshake`` events (a collector subscribed, a capture
+running: ``pipeline.events.wants``), because a process CPU clock is a system call (~0.6 µs, four
+per handshake): a collector that subscribes in the middle of a handshake gets the part after it.
+The key log
 file writer (``profile.keylog``) lives here, not in the engine; lines also go to the runtime's
 shared key-log listener ``env.shared["keylog"]`` when there is one.
 """
@@ -183,9 +187,12 @@ class TlsStage:
         else:
             if self.hs_start is None:
                 self.hs_start = wall
-            c0 = self.env.cpu_clock()
-            conn.receive_data(data, wall)
-            self.cpu += self.env.cpu_clock() - c0
+            if wants(self.env.bus, "tls.handshake"):  # cpu_us: only for someone who reads it
+                c0 = self.env.cpu_clock()
+                conn.receive_data(data, wall)
+                self.cpu += self.env.cpu_clock() - c0
+            else:
+                conn.receive_data(data, wall)
         self._process(now)
 
     def receive_eof(self, now: float) -> None:

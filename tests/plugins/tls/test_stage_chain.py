@@ -132,6 +132,39 @@ def test_http_over_tls_reports_facts_and_resumption() -> None:
     assert events[1]["session_id"] == events[0]["session_id"] != ""
 
 
+def test_cpu_clock_is_read_only_while_someone_wants_handshake_events() -> None:
+    """The process CPU clock is a system call: with no collector it is not read at all."""
+
+    class Quiet(ListBus):
+        def __init__(self) -> None:
+            super().__init__()
+            self.listening = False
+
+        def wants(self, topic: str) -> bool:
+            return self.listening
+
+    reads = []
+    bus = Quiet()
+    env = PluginEnv(
+        config=SimpleNamespace(profiles={"cs": profile()}),
+        bus=bus,
+        rng=os.urandom,
+        wall_clock=Clock(),
+        cpu_clock=lambda: reads.append(1) or len(reads) * 0.001,
+    )
+    chain = build_chain(["tls:cs", "echo"], env)
+    for listening in (False, True):
+        bus.listening = listening
+        stage, down = chain.new_connection(), Down()
+        stage.on_open(FlowInfo(conn=1, client=("192.0.2.1", 1), vip=("192.0.2.10", 443)), down, 0.0)
+        run(new_client(client_context()), stage, down)
+        if not listening:
+            assert reads == [] and bus.events == []
+    assert len(reads) == 4  # around the ClientHello and the client's last flight
+    (event,) = bus.of("tls.handshake")
+    assert event["cpu_us"] == 2000
+
+
 def test_echo_over_tls_and_close_notify() -> None:
     lab = make_lab()
     stage, down, _ = lab.open("echo")
