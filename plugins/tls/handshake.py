@@ -147,7 +147,11 @@ class Handshake:
 
     def send(self, msg_type: int, body: bytes) -> None:
         raw = m.frame(msg_type, body)
-        self.add(raw)
+        transcript = self._transcript  # add(), spelled out: five messages per full handshake
+        if transcript is None:
+            self._pending += raw
+        else:
+            transcript.update(raw)
         self.out += raw
 
     def flush(self) -> None:
@@ -363,7 +367,7 @@ class ExpectClientHello(State):
             # key is the current one); that is what explains the resumption.
             hs.ticket_key = decision.ticket_key
         hs.send_server_finished()
-        return ExpectChangeCipherSpec(resumed=True)
+        return EXPECT_CCS_RESUMED
 
     def _full(
         self, hs: Handshake, ch: m.ClientHello, ext: m.HelloExtensions, decision: Decision
@@ -449,20 +453,20 @@ class ExpectClientKeyExchange(State):
                 hs.suite.prf_hash, pms, hs.client_random, hs.server_random
             )
         hs.derive_keys()
-        return ExpectChangeCipherSpec(resumed=False)
+        return EXPECT_CCS_FULL
 
 
 class ExpectChangeCipherSpec(State):
     NAME = "expect_change_cipher_spec"
     ACCEPTS = frozenset({CCS})
 
-    def __init__(self, resumed: bool) -> None:
-        self.resumed = resumed
+    def __init__(self, next_state: State) -> None:
+        self.next = next_state  # ExpectFinished of the same kind (full or resumed)
 
     def handle(self, hs: Handshake, msg: Message) -> State:
         hs.history.append("g")
         hs.record.change_read(hs.protection(server_write=False))
-        return ExpectFinished(self.resumed)
+        return self.next
 
 
 class ExpectFinished(State):
@@ -487,7 +491,7 @@ class ExpectFinished(State):
             hs.runtime.finish_full(hs.decision, state, hs.wall_now)
             hs.send_server_finished()
         hs.complete = True
-        return Traffic()
+        return TRAFFIC
 
 
 class Traffic(State):
@@ -499,6 +503,12 @@ class Traffic(State):
     def handle(self, hs: Handshake, msg: Message) -> State:
         return self
 
+
+# The states after ClientHello that hold no per-connection data: one instance each serves every
+# connection (ExpectClientKeyExchange holds the connection's ECDHE key and is made per handshake).
+TRAFFIC = Traffic()
+EXPECT_CCS_FULL = ExpectChangeCipherSpec(ExpectFinished(resumed=False))
+EXPECT_CCS_RESUMED = ExpectChangeCipherSpec(ExpectFinished(resumed=True))
 
 __all__ = [
     "CCS",

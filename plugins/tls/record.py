@@ -258,7 +258,8 @@ class RecordLayer:
         self._in_pos = end
         self.seen_first = True
         seq = self._read_seq
-        plaintext = self._read.open(seq, ctype, fragment)
+        # Until ChangeCipherSpec the protection is NullProtection: no call for the plaintext.
+        plaintext = self._read.open(seq, ctype, fragment) if self.read_encrypted else fragment
         self._read_seq = seq + 1
         self.records_in += 1
         if len(plaintext) > MAX_PLAINTEXT:
@@ -276,7 +277,11 @@ class RecordLayer:
     # ---- output --------------------------------------------------------------------------
     def write(self, ctype: int, data: bytes | bytearray | memoryview) -> None:
         if len(data) <= MAX_PLAINTEXT:  # one record (every handshake flight): no slicing
-            fragment = self._write.seal(self._write_seq, ctype, bytes(data))
+            fragment = (
+                self._write.seal(self._write_seq, ctype, bytes(data))
+                if self.write_encrypted
+                else bytes(data)  # NullProtection, without the call
+            )
             self._write_seq += 1
             self.records_out += 1
             self._out += _HDR.pack(ctype, TLS12, len(fragment)) + fragment
