@@ -39,6 +39,15 @@ HT = m.HandshakeType
 ET = m.ExtensionType
 CCS = 0x100  # pseudo message kind for ChangeCipherSpec
 TLS12 = 0x0303
+# Plain ints on the per-handshake path: reading an IntEnum member costs ~70 ns, and arithmetic
+# on one (the handshake header) is slower than on an int.
+_SERVER_HELLO = int(HT.server_hello)
+_CERTIFICATE = int(HT.certificate)
+_SERVER_KEY_EXCHANGE = int(HT.server_key_exchange)
+_SERVER_HELLO_DONE = int(HT.server_hello_done)
+_NEW_SESSION_TICKET = int(HT.new_session_ticket)
+_FINISHED = int(HT.finished)
+_X25519 = int(Group.x25519)
 
 _ORDERS: dict[int, int] = {
     Group.secp256r1: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
@@ -107,6 +116,9 @@ class Handshake:
     ticket_key: str | None = None
     complete: bool = False
     _transcript: Any = None
+    # Messages before the suite (and so the transcript hash) is known: the ClientHello, as is
+    # (b"" + raw is raw itself: no copy).
+    _pending: bytes = b""
     _key_block: bytes = b""
     _ms_key: prf.HmacKey | None = None  # keyed with master_secret
 
@@ -128,7 +140,6 @@ class Handshake:
         self.out = bytearray()  # handshake messages queued for the next handshake record
         self.keylog = keylog
         self.history: list[str] = []
-        self._pending = bytearray()
 
     # ---- transcript ----------------------------------------------------------------------
     def add(self, raw: bytes) -> None:
@@ -138,8 +149,8 @@ class Handshake:
             self._transcript.update(raw)
 
     def start_transcript(self, suite: CipherSuite) -> None:
-        self._transcript = prf.new_hash(suite.prf_hash, bytes(self._pending))
-        self._pending.clear()
+        self._transcript = prf.new_hash(suite.prf_hash, self._pending)
+        self._pending = b""
 
     def transcript_hash(self) -> bytes:
         digest: bytes = self._transcript.copy().digest()
@@ -194,7 +205,7 @@ class Handshake:
 
     def issue_ticket(self, state: SessionState) -> None:
         ticket, hint, key_name = self.runtime.new_ticket(state, self.wall_now)
-        self.send(HT.new_session_ticket, m.new_session_ticket(hint, ticket))
+        self.send(_NEW_SESSION_TICKET, m.new_session_ticket(hint, ticket))
         self.tickets_issued += 1
         self.ticket_key = key_name
         self.history.append("t")
@@ -202,7 +213,7 @@ class Handshake:
     def send_server_finished(self) -> None:
         self.send_ccs()
         self.history.append("g")
-        self.send(HT.finished, self.finished("server", self.transcript_hash()))
+        self.send(_FINISHED, self.finished("server", self.transcript_hash()))
         self.history.append("f")
 
 
@@ -340,7 +351,7 @@ class ExpectClientHello(State):
             if len(_SH_EXTENSIONS) < _SH_EXTENSIONS_MAX:
                 _SH_EXTENSIONS[key] = block
         hs.send(
-            HT.server_hello, m.server_hello(hs.server_random, hs.session_id, hs.suite.code, block)
+            _SERVER_HELLO, m.server_hello(hs.server_random, hs.session_id, hs.suite.code, block)
         )
         hs.history.append("s")
 
@@ -395,19 +406,19 @@ class ExpectClientHello(State):
         hs.etm = ext.etm and not suite.aead
         hs.start_transcript(suite)
         self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=True)
-        hs.send(HT.certificate, cert.certificate_body)
+        hs.send(_CERTIFICATE, cert.certificate_body)
         hs.history.append("x")
         private, public = _ecdhe_keypair(group, hs.rng)
         params = m.ecdhe_params(group, public)
         signature = sign(cert, scheme, hs.client_random + hs.server_random + params)
-        hs.send(HT.server_key_exchange, m.server_key_exchange(params, scheme, signature))
+        hs.send(_SERVER_KEY_EXCHANGE, m.server_key_exchange(params, scheme, signature))
         hs.history.append("k")
-        hs.send(HT.server_hello_done, b"")
+        hs.send(_SERVER_HELLO_DONE, b"")
         return ExpectClientKeyExchange(group, private)
 
 
 def _ecdhe_keypair(group: int, rng: Callable[[int], bytes]) -> tuple[Any, bytes]:
-    if group == Group.x25519:
+    if group == _X25519:
         priv = x25519.X25519PrivateKey.from_private_bytes(rng(32))
         return priv, priv.public_key().public_bytes_raw()
     order = _ORDERS[group]
@@ -418,7 +429,7 @@ def _ecdhe_keypair(group: int, rng: Callable[[int], bytes]) -> tuple[Any, bytes]
 
 def _ecdhe_shared(group: int, private: Any, point: bytes) -> bytes:
     try:
-        if group == Group.x25519:
+        if group == _X25519:
             if len(point) != 32:
                 raise ValueError("x25519 point must be 32 bytes")
             shared: bytes = private.exchange(x25519.X25519PublicKey.from_public_bytes(point))

@@ -63,6 +63,9 @@ def frame(msg_type: int, body: bytes) -> bytes:
     return _FRAME_HEAD((msg_type << 24) | len(body)) + body
 
 
+_CH_HEAD = struct.Struct("!H32sB").unpack_from  # ClientHello version, random, session ID length
+_EXT_HEADER = struct.Struct("!HH").unpack_from  # extension type, length
+_ECDHE_HEAD = struct.Struct("!BHB").pack  # curve_type, NamedCurve, ECPoint length
 _U16_STRUCTS: dict[int, struct.Struct] = {}
 
 
@@ -99,9 +102,7 @@ class ClientHello:
         n = len(b)
         if n < 35:
             raise DecodeError("truncated ClientHello")
-        version = (b[0] << 8) | b[1]
-        random = b[2:34]
-        sid_len = b[34]
+        version, random, sid_len = _CH_HEAD(b)
         if sid_len > 32:
             raise DecodeError("session_id longer than 32 bytes")
         p = 35 + sid_len
@@ -134,19 +135,19 @@ class ClientHello:
             if end > n:
                 raise DecodeError("truncated extensions block")
             seen: set[int] = set()
+            header = _EXT_HEADER
             while p < end:
                 if p + 4 > end:
                     raise DecodeError("truncated extension header")
-                code = (b[p] << 8) | b[p + 1]
-                ext_len = (b[p + 2] << 8) | b[p + 3]
-                p += 4
-                if p + ext_len > end:
+                code, ext_len = header(b, p)
+                q = p + 4 + ext_len
+                if q > end:
                     raise DecodeError("truncated extension")
                 if code in seen:
                     raise TlsAlert("duplicate_extension", f"extension {code} twice")
                 seen.add(code)
-                exts.append((code, b[p : p + ext_len]))
-                p += ext_len
+                exts.append((code, b[p + 4 : q]))
+                p = q
             if end != n:
                 raise DecodeError(f"{n - end} trailing bytes")
         return cls(version, random, session_id, suites, compression, tuple(exts), has_block)
@@ -193,30 +194,29 @@ class HelloExtensions:
 
 def _vec(data: bytes, len_bytes: int, what: str) -> bytes:
     """The body of a length-prefixed vector that must fill ``data`` exactly."""
-    if len(data) < len_bytes or int.from_bytes(data[:len_bytes], "big") != len(data) - len_bytes:
+    n = len(data) - len_bytes  # the 1- or 2-byte length prefix must say n
+    if n < 0 or (data[0] if len_bytes == 1 else (data[0] << 8) | data[1]) != n:
         raise DecodeError(f"{what}: bad length")
     return data[len_bytes:]
 
 
-def _u16_list(data: bytes, what: str, len_bytes: int = 2) -> tuple[int, ...]:
-    n = len(data) - len_bytes  # same checks as _vec, without the copy
-    if n < 0 or int.from_bytes(data[:len_bytes], "big") != n:
-        raise DecodeError(f"{what}: bad length")
-    if n % 2 or not n:
-        raise DecodeError(f"{what}: bad list length")
-    return _u16s(n // 2).unpack_from(data, len_bytes)
+def _u16_list(what: str, len_bytes: int = 2) -> Callable[[bytes], tuple[int, ...]]:
+    """Decoder of a length-prefixed list of 16-bit codes that fills the extension exactly."""
+
+    def decode(data: bytes) -> tuple[int, ...]:
+        n = len(data) - len_bytes  # same checks as _vec, without the copy
+        if n < 0 or (data[0] if len_bytes == 1 else (data[0] << 8) | data[1]) != n:
+            raise DecodeError(f"{what}: bad length")
+        if n % 2 or not n:
+            raise DecodeError(f"{what}: bad list length")
+        return _u16s(n // 2).unpack_from(data, len_bytes)
+
+    return decode
 
 
-def _groups(data: bytes) -> tuple[int, ...]:
-    return _u16_list(data, "supported_groups")
-
-
-def _signature_algorithms(data: bytes) -> tuple[int, ...]:
-    return _u16_list(data, "signature_algorithms")
-
-
-def _supported_versions(data: bytes) -> tuple[int, ...]:
-    return _u16_list(data, "supported_versions", 1)
+_groups = _u16_list("supported_groups")
+_signature_algorithms = _u16_list("signature_algorithms")
+_supported_versions = _u16_list("supported_versions", 1)
 
 
 def _parse_sni(data: bytes) -> str | None:
@@ -262,10 +262,15 @@ def _parse_alpn(data: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _parse_empty(data: bytes, what: str) -> bool:
-    if data:
-        raise DecodeError(f"{what}: must be empty")
-    return True
+def _empty(what: str) -> Callable[[bytes], bool]:
+    """Decoder of an extension that must be empty (its presence is the information)."""
+
+    def decode(data: bytes) -> bool:
+        if data:
+            raise DecodeError(f"{what}: must be empty")
+        return True
+
+    return decode
 
 
 def _point_formats(data: bytes) -> bytes:
@@ -284,8 +289,8 @@ _EXTENSION_DECODERS: dict[int, tuple[str, Callable[[bytes], object]]] = {
     ET.ec_point_formats: ("point_formats", _point_formats),
     ET.signature_algorithms: ("signature_algorithms", _signature_algorithms),
     ET.alpn: ("alpn", _parse_alpn),
-    ET.extended_master_secret: ("ems", lambda d: _parse_empty(d, "extended_master_secret")),
-    ET.encrypt_then_mac: ("etm", lambda d: _parse_empty(d, "encrypt_then_mac")),
+    ET.extended_master_secret: ("ems", _empty("extended_master_secret")),
+    ET.encrypt_then_mac: ("etm", _empty("encrypt_then_mac")),
     ET.session_ticket: ("ticket", lambda d: d),
     ET.renegotiation_info: ("renegotiation_info", lambda d: _vec(d, 1, "renegotiation_info")),
     ET.supported_versions: ("supported_versions", _supported_versions),
@@ -400,7 +405,7 @@ def certificate(chain_der: list[bytes] | tuple[bytes, ...]) -> bytes:
 
 def ecdhe_params(group: int, public: bytes) -> bytes:
     """ServerECDHParams: curve_type named_curve(3), NamedCurve, ECPoint (RFC 8422 §5.4)."""
-    return bytes([3]) + group.to_bytes(2, "big") + bytes([len(public)]) + public
+    return _ECDHE_HEAD(3, group, len(public)) + public
 
 
 def server_key_exchange(params: bytes, scheme: int, signature: bytes) -> bytes:
@@ -424,12 +429,18 @@ def parse_server_key_exchange(body: bytes) -> tuple[int, bytes, int, bytes]:
 
 def parse_client_key_exchange(body: bytes) -> bytes:
     """ClientECDiffieHellmanPublic: the client's point, <1..2^8-1>."""
-    buf = Buffer(body)
-    point = buf.pull_opaque(1)
-    buf.expect_end()
-    if not point:
+    # One per full handshake: direct indexing, the checks (and messages) of a Buffer's.
+    n = len(body)
+    if not n:
+        raise DecodeError("truncated: need 1 bytes, have 0")
+    length = body[0]
+    if length >= n:
+        raise DecodeError(f"truncated: need {length} bytes, have {n - 1}")
+    if length != n - 1:
+        raise DecodeError(f"{n - 1 - length} trailing bytes")
+    if not length:
         raise DecodeError("empty ECDH public value")
-    return point
+    return bytes(body[1:])
 
 
 def client_key_exchange(point: bytes) -> bytes:
