@@ -148,10 +148,10 @@ class ProfileRuntime:
                                 "ticket",
                                 "resumed",
                                 bytes(offer.session_id),
-                                send_ticket_ext=not res.current,
-                                ticket_key=key_name,
-                                ticket_age_s=age,
-                                reissue_ticket=not res.current,
+                                not res.current,  # send_ticket_ext
+                                key_name,  # ticket_key
+                                age,  # ticket_age_s
+                                not res.current,  # reissue_ticket
                             )
                         )
                 else:
@@ -166,9 +166,9 @@ class ProfileRuntime:
                         "session_id",
                         "resumed",
                         bytes(offer.session_id),
-                        send_ticket_ext=stateless,
-                        ticket_key=key_name,
-                        ticket_age_s=age,
+                        stateless,  # send_ticket_ext
+                        key_name,  # ticket_key
+                        age,  # ticket_age_s
                     )
                 )
             reason = reason or why
@@ -185,9 +185,9 @@ class ProfileRuntime:
                 None,
                 reason or "nothing_offered",
                 sid,
-                send_ticket_ext=stateless,
-                ticket_key=key_name,
-                ticket_age_s=age,
+                stateless,  # send_ticket_ext
+                key_name,  # ticket_key
+                age,  # ticket_age_s
             )
         )
 
@@ -225,8 +225,10 @@ class ProfileRuntime:
         return None
 
     def _done(self, d: Decision) -> Decision:
-        _count(self.decisions, d.reason, None)
-        _count(self.offered, d.offered, None)
+        # _count(table, key, None), spelled out: once per ClientHello, a handful of keys each
+        decisions, offered = self.decisions, self.offered
+        decisions[d.reason] = decisions.get(d.reason, 0) + 1
+        offered[d.offered] = offered.get(d.offered, 0) + 1
         return d
 
     # ---- after the handshake -------------------------------------------------------------
