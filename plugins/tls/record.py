@@ -221,16 +221,26 @@ class RecordLayer:
     records_in = 0
     records_out = 0
 
+    # Input: the caller's bytes themselves while they hold whole records (the usual case: no
+    # copy in, one slice per record out); a bytearray only once a record spans two feeds.
+    _in: bytes | bytearray = b""
+
     def __init__(self) -> None:
-        self._in = bytearray()
         self._out = bytearray()
 
     # ---- input ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        if self._in_pos:
-            del self._in[: self._in_pos]
+        held, pos = self._in, self._in_pos
+        if pos >= len(held):  # nothing held
+            self._in = data if type(data) is bytes else bytes(data)
             self._in_pos = 0
-        self._in += data
+            return
+        if isinstance(held, bytes):  # the tail of a record: from now on, a buffer of our own
+            held = bytearray(memoryview(held)[pos:])
+        elif pos:
+            del held[:pos]
+        held += data
+        self._in, self._in_pos = held, 0
 
     def buffered(self) -> int:
         return len(self._in) - self._in_pos
@@ -254,7 +264,9 @@ class RecordLayer:
         end = pos + HEADER_LEN + length
         if len(buf) < end:
             return None
-        fragment = bytes(buf[pos + HEADER_LEN : end])
+        fragment = buf[pos + HEADER_LEN : end]
+        if type(fragment) is not bytes:  # sliced from the bytearray
+            fragment = bytes(fragment)
         self._in_pos = end
         self.seen_first = True
         seq = self._read_seq

@@ -115,6 +115,23 @@ def test_framing_fragmented_and_coalesced() -> None:
     assert [rl2.next_record() for _ in range(4)] == [*got, None]
 
 
+def test_framing_split_at_every_point() -> None:
+    """Records read in place from the fed bytes, or from a buffer once one spans two feeds:
+    the same records whatever the split, in any input type, and nothing held afterwards."""
+    wire = _rec(22, b"abc") + _rec(23, b"") + _rec(22, b"defg" * 100) + _rec(21, b"\x01\x00")
+    want = [(22, b"abc"), (23, b""), (22, b"defg" * 100), (21, b"\x01\x00")]
+    for cut in range(len(wire) + 1):
+        for kind in (bytes, bytearray, memoryview):
+            rl = RecordLayer()
+            got = []
+            for part in (wire[:cut], wire[cut:], wire[:0]):
+                rl.feed(kind(part))  # type: ignore[arg-type]
+                while (r := rl.next_record()) is not None:
+                    assert type(r[1]) is bytes
+                    got.append(r)
+            assert got == want and rl.buffered() == 0, (cut, kind)
+
+
 @pytest.mark.parametrize(
     ("wire", "reason"),
     [
