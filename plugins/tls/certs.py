@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from plugins.tls.ciphers import SCHEME_INFO, Group, SignatureScheme
-from plugins.tls.messages import certificate
+from plugins.tls.messages import HandshakeType, certificate, frame
 
 SS = SignatureScheme
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -61,6 +61,13 @@ class CertEntry:
     certificate_body: bytes  # encoded Certificate message body, built once
     names: tuple[str, ...]
     curve: int | None = None  # NamedGroup of an ECDSA key
+    # The whole Certificate handshake message (header + body), framed once.
+    certificate_message: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "certificate_message", frame(HandshakeType.certificate, self.certificate_body)
+        )
 
     def matches(self, sni: str) -> bool:
         return any(_name_matches(pattern, sni) for pattern in self.names)

@@ -42,9 +42,8 @@ TLS12 = 0x0303
 # Plain ints on the per-handshake path: reading an IntEnum member costs ~70 ns, and arithmetic
 # on one (the handshake header) is slower than on an int.
 _SERVER_HELLO = int(HT.server_hello)
-_CERTIFICATE = int(HT.certificate)
 _SERVER_KEY_EXCHANGE = int(HT.server_key_exchange)
-_SERVER_HELLO_DONE = int(HT.server_hello_done)
+_SERVER_HELLO_DONE = m.frame(HT.server_hello_done, b"")  # the whole message: empty body
 _NEW_SESSION_TICKET = int(HT.new_session_ticket)
 _FINISHED = int(HT.finished)
 _X25519 = int(Group.x25519)
@@ -159,6 +158,15 @@ class Handshake:
     def send(self, msg_type: int, body: bytes) -> None:
         raw = m.frame(msg_type, body)
         transcript = self._transcript  # add(), spelled out: five messages per full handshake
+        if transcript is None:
+            self._pending += raw
+        else:
+            transcript.update(raw)
+        self.out += raw
+
+    def send_raw(self, raw: bytes) -> None:
+        """Queue already framed handshake messages (one, or a flight's worth concatenated)."""
+        transcript = self._transcript
         if transcript is None:
             self._pending += raw
         else:
@@ -335,7 +343,8 @@ class ExpectClientHello(State):
 
     def _server_hello(
         self, hs: Handshake, ext: m.HelloExtensions, send_ticket_ext: bool, point_formats: bool
-    ) -> None:
+    ) -> bytes:
+        """The framed ServerHello (the caller queues it, with the rest of its flight)."""
         assert hs.suite is not None
         key = (
             hs.secure_renegotiation,
@@ -350,10 +359,10 @@ class ExpectClientHello(State):
             block = _server_hello_extensions(*key)
             if len(_SH_EXTENSIONS) < _SH_EXTENSIONS_MAX:
                 _SH_EXTENSIONS[key] = block
-        hs.send(
+        hs.history.append("s")
+        return m.frame(
             _SERVER_HELLO, m.server_hello(hs.server_random, hs.session_id, hs.suite.code, block)
         )
-        hs.history.append("s")
 
     def _resume(
         self,
@@ -369,7 +378,7 @@ class ExpectClientHello(State):
         hs.suite, hs.ems, hs.master_secret = suite, state.ems, state.master_secret
         hs.etm = ext.etm and not suite.aead
         hs.start_transcript(suite)
-        self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=False)
+        hs.send_raw(self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=False))
         hs.derive_keys()
         if decision.send_ticket_ext:
             hs.issue_ticket(state)
@@ -405,15 +414,15 @@ class ExpectClientHello(State):
         hs.ems = ext.ems
         hs.etm = ext.etm and not suite.aead
         hs.start_transcript(suite)
-        self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=True)
-        hs.send(_CERTIFICATE, cert.certificate_body)
-        hs.history.append("x")
+        server_hello = self._server_hello(hs, ext, decision.send_ticket_ext, point_formats=True)
+        hs.history.append("x")  # Certificate: framed once per certificate (CertEntry)
         private, public = _ecdhe_keypair(group, hs.rng)
         params = m.ecdhe_params(group, public)
         signature = sign(cert, scheme, hs.client_random + hs.server_random + params)
-        hs.send(_SERVER_KEY_EXCHANGE, m.server_key_exchange(params, scheme, signature))
+        ske = m.frame(_SERVER_KEY_EXCHANGE, m.server_key_exchange(params, scheme, signature))
         hs.history.append("k")
-        hs.send(_SERVER_HELLO_DONE, b"")
+        # The flight in one piece: one transcript update, one append.
+        hs.send_raw(b"".join((server_hello, cert.certificate_message, ske, _SERVER_HELLO_DONE)))
         return ExpectClientKeyExchange(group, private)
 
 
