@@ -255,12 +255,14 @@ class RecordLayer:
         ctype, version, length = _HDR.unpack_from(buf, pos)
         if not self.seen_first:
             self._check_sslv2(buf[pos : pos + 3])
-        if ctype not in CONTENT_TYPES:
-            raise TlsAlert("record_bad_content_type", f"content type {ctype}")
-        if version >> 8 != 3:
-            raise TlsAlert("record_bad_version", f"record version 0x{version:04x}")
-        if length > (MAX_CIPHERTEXT if self.read_encrypted else MAX_PLAINTEXT):
-            raise TlsAlert("record_overflow", f"record of {length} bytes")
+            self.seen_first = True  # the same first three bytes pass again: no need to look
+        encrypted = self.read_encrypted
+        if (
+            ctype not in CONTENT_TYPES
+            or version >> 8 != 3
+            or length > (MAX_CIPHERTEXT if encrypted else MAX_PLAINTEXT)
+        ):
+            self._bad_header(ctype, version, length)
         end = pos + HEADER_LEN + length
         if len(buf) < end:
             return None
@@ -268,10 +270,9 @@ class RecordLayer:
         if type(fragment) is not bytes:  # sliced from the bytearray
             fragment = bytes(fragment)
         self._in_pos = end
-        self.seen_first = True
         seq = self._read_seq
         # Until ChangeCipherSpec the protection is NullProtection: no call for the plaintext.
-        plaintext = self._read.open(seq, ctype, fragment) if self.read_encrypted else fragment
+        plaintext = self._read.open(seq, ctype, fragment) if encrypted else fragment
         self._read_seq = seq + 1
         self.records_in += 1
         if len(plaintext) > MAX_PLAINTEXT:
@@ -279,6 +280,14 @@ class RecordLayer:
         if not plaintext and ctype != CT_APPLICATION_DATA:
             raise TlsAlert("record_empty_fragment", f"empty record of type {ctype}")
         return ctype, plaintext
+
+    def _bad_header(self, ctype: int, version: int, length: int) -> None:
+        """Raise the alert for a record header that failed the checks (in this order)."""
+        if ctype not in CONTENT_TYPES:
+            raise TlsAlert("record_bad_content_type", f"content type {ctype}")
+        if version >> 8 != 3:
+            raise TlsAlert("record_bad_version", f"record version 0x{version:04x}")
+        raise TlsAlert("record_overflow", f"record of {length} bytes")
 
     @staticmethod
     def _check_sslv2(head: bytes | bytearray) -> None:
