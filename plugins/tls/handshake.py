@@ -115,6 +115,9 @@ class Handshake:
     ticket_key: str | None = None
     complete: bool = False
     _transcript: Any = None
+    # transcript_hash() until the next message: with EMS the session hash (RFC 7627) is also
+    # what the client's Finished covers (ChangeCipherSpec is not a handshake message).
+    _digest: bytes | None = None
     # Messages before the suite (and so the transcript hash) is known: the ClientHello, as is
     # (b"" + raw is raw itself: no copy).
     _pending: bytes = b""
@@ -146,13 +149,16 @@ class Handshake:
             self._pending += raw
         else:
             self._transcript.update(raw)
+            self._digest = None
 
     def start_transcript(self, suite: CipherSuite) -> None:
         self._transcript = prf.new_hash(suite.prf_hash, self._pending)
         self._pending = b""
 
     def transcript_hash(self) -> bytes:
-        digest: bytes = self._transcript.copy().digest()
+        digest = self._digest
+        if digest is None:
+            digest = self._digest = self._transcript.copy().digest()
         return digest
 
     def send(self, msg_type: int, body: bytes) -> None:
@@ -162,6 +168,7 @@ class Handshake:
             self._pending += raw
         else:
             transcript.update(raw)
+            self._digest = None
         self.out += raw
 
     def send_raw(self, raw: bytes) -> None:
@@ -171,6 +178,7 @@ class Handshake:
             self._pending += raw
         else:
             transcript.update(raw)
+            self._digest = None
         self.out += raw
 
     def flush(self) -> None:
