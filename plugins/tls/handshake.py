@@ -540,6 +540,9 @@ EXPECT_CCS_RESUMED = ExpectChangeCipherSpec(ExpectFinished(resumed=True))
 
 __all__ = [
     "CCS",
+    "EXPECT_CCS_FULL",
+    "EXPECT_CCS_RESUMED",
+    "TRAFFIC",
     "ExpectChangeCipherSpec",
     "ExpectClientHello",
     "ExpectClientKeyExchange",

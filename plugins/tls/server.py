@@ -20,13 +20,13 @@ from plugins.tls.certs import CertResolver
 from plugins.tls.ciphers import GROUP_NAMES
 from plugins.tls.handshake import (
     CCS,
+    TRAFFIC,
     ExpectClientHello,
     ExpectClientKeyExchange,
     Handshake,
     Message,
     Resumption,
     State,
-    Traffic,
 )
 from plugins.tls.keylog import KeyLog
 from plugins.tls.record import (
@@ -154,7 +154,7 @@ class TlsServerConnection:
         return self._hs.runtime
 
     def receive_data(self, data: bytes, wall_now: float = 0.0) -> None:
-        if self.closed_read or self.failed:
+        if self.closed_read:  # also after any failure
             return
         self._hs.wall_now = wall_now
         try:
@@ -254,7 +254,7 @@ class TlsServerConnection:
         if msg.kind not in state.ACCEPTS:
             name = _MSG_NAMES.get(msg.kind, f"type{msg.kind}")
             raise TlsAlert(f"unexpected_{name}_in_{state.NAME}")
-        if isinstance(state, Traffic):
+        if state is TRAFFIC:
             self._refuse_renegotiation()
             return
         if state is _EXPECT_CLIENT_HELLO:
