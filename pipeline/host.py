@@ -5,7 +5,8 @@ learns neighbours, hands TCP for a VIP to the transport handler and frames that 
 (resolving the next hop with ARP/NS, queueing a bounded number of packets meanwhile). Everything
 else is dropped with a counted reason (``drop.<reason>``, reasons in ``pipeline.wire.drops``).
 Sans-IO: frames and ``now`` in, frames out. Nothing here raises on any input. ``timers_dirty``
-tells the loop when ``poll_at`` may have moved (echo, ARP and ND answers leave it alone).
+tells the loop when ``poll_at`` may have moved earlier (echo, ARP and ND answers leave it alone,
+and so do TCP segments that only move deadlines later, which most do).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ MAX_TX_QUEUE = 4096  # frames waiting for frames_to_send(); beyond: drop.tx_full
 
 class TransportHandler(Protocol):
     """What the TCP stack offers the host stack (``pipeline.tcp`` implements it)."""
+
+    # Set when the next deadline may have moved earlier than ``poll_at`` last said (cleared by
+    # ``poll_at``): a later one, or one that went away, may be left to fire early, as a stale
+    # deadline, never late.
+    timers_moved: bool
 
     def receive_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None: ...
 
@@ -92,9 +98,11 @@ class HostStack:
             | {ipv6_multicast_mac(ipv6.solicited_node(v)) for v in self.v6}
         )
         self._out: list[bytes] = []
-        # Set when something here may have moved a deadline (TCP got a segment, a packet stage
-        # ran, a packet was queued for or released by neighbour resolution, timers ran); the
-        # loop clears it after asking ``poll_at``. Echo, ARP and ND answers leave it alone.
+        # Set when something here may have moved a deadline earlier (TCP says so through its
+        # ``timers_moved``, a packet stage ran, a packet was queued for or released by neighbour
+        # resolution, timers ran); the loop clears it after asking ``poll_at``. Echo, ARP and ND
+        # answers leave it alone. A deadline that moved later or went away is left stale: the
+        # loop then wakes early once and asks again (``nf.loop``), it never wakes late.
         self.timers_dirty = False
         self._ident = 0
         self._now = 0.0
@@ -175,6 +183,8 @@ class HostStack:
                     self._send_ip(src, dst, ipv4.PROTO_TCP, segment, now)
                 except Exception:  # noqa: BLE001 - a malformed output item costs itself only
                     self.counters["drop.internal"] += 1
+            if self.tcp.timers_moved:  # a stage wrote to a flow outside TCP's own calls
+                self.timers_dirty = True
         out, self._out = self._out, []
         return out
 
@@ -265,8 +275,9 @@ class HostStack:
             tcp = self.tcp
             if tcp is None:
                 raise WireError("no_transport", "TCP without a transport handler")
-            self.timers_dirty = True
             tcp.receive_tcp(src, dst, memoryview(frame)[14 + hlen : 14 + total], now)
+            if tcp.timers_moved:
+                self.timers_dirty = True
         elif proto == 1:  # ipv4.PROTO_ICMP
             self._transmit(icmp.echo_reply_v4(frame, 14, hlen, total, self.mac), now)
             self.counters["icmp.echo_replied"] += 1
@@ -284,8 +295,9 @@ class HostStack:
     def _deliver_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
         if self.tcp is None:
             raise WireError("no_transport", "TCP without a transport handler")
-        self.timers_dirty = True
         self.tcp.receive_tcp(src, dst, segment, now)
+        if self.tcp.timers_moved:
+            self.timers_dirty = True
 
     # ---- IPv6 ------------------------------------------------------------------------------
     def _receive_ipv6(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:

@@ -31,6 +31,7 @@ from pipeline.wire.tcp import ACK, HEADER_LEN, PROTO_TCP, RST, SYN, TcpRepr
 
 FlowKey = tuple[bytes, int, bytes, int]  # (client address, client port, vip address, vip port)
 Output = tuple[bytes, bytes, bytes]  # (src address, dst address, TCP segment)
+_NEVER = float("inf")  # no deadline
 GSO_MAX_PAYLOAD = 62000  # payload of one super-segment: IPv4/IPv6 + TCP headers stay < 64 KiB
 
 
@@ -185,9 +186,18 @@ class TcpStack:
         self._flows: dict[FlowKey, Flow] = {}
         self._time_wait: dict[FlowKey, Flow] = {}  # oldest first: recycled when the table is full
         self._out: list[Output] = []
-        self._heap: list[tuple[float, int, Flow]] = []
+        # (when, token, flow key): the key, not the flow, so that a flow's state is freed when
+        # it is removed, not when its stale entries reach the top
+        self._heap: list[tuple[float, int, FlowKey]] = []
         self._dirty: dict[int, Flow] = {}  # flows a stage wrote to between our calls
         self._token = 0
+        # Set when a timer was filed earlier than poll_at's last answer (``_told``; a flow marked
+        # for service counts as due now), cleared by poll_at: the host stack asks for a new
+        # deadline only then. A timer filed later than that answer, or one that went away,
+        # leaves the caller's deadline early, never late: it then costs one call of
+        # handle_timer, which files the live entries anew.
+        self.timers_moved = False
+        self._told = _NEVER
         self._conn_ids = 0
         self._embryonic = 0
         self._isn = IsnGenerator(rng)
@@ -262,16 +272,21 @@ class TcpStack:
             self.counters["tcp.internal_errors"] += 1
 
     def take_output(self) -> list[Output]:
+        if self._dirty:  # a stage wrote to a flow outside our calls: poll_at is due at once
+            self.timers_moved = True
         out, self._out = self._out, []
         return out
 
     def poll_at(self) -> float | None:
+        self.timers_moved = False
         if self._dirty:
+            self._told = self._now
             return self._now
-        heap = self._heap
+        heap, flows = self._heap, self._flows
         while heap:
-            at, token, flow = heap[0]
-            if flow.removed or flow.token != token:
+            at, token, key = heap[0]
+            flow = flows.get(key)
+            if flow is None or flow.token != token:
                 heapq.heappop(heap)
                 continue
             deadline = flow.deadline
@@ -283,9 +298,11 @@ class TcpStack:
                 self._token += 1
                 flow.token = self._token
                 flow.heap_at = deadline
-                heapq.heapreplace(heap, (deadline, self._token, flow))
+                heapq.heapreplace(heap, (deadline, self._token, key))
                 continue
+            self._told = at
             return at
+        self._told = _NEVER
         return None
 
     def handle_timer(self, now: float) -> None:
@@ -298,23 +315,22 @@ class TcpStack:
                         self._service(flow, now)
                     except Exception:
                         self._internal_error(flow, now)
-        heap = self._heap
+        heap, flows = self._heap, self._flows
         due: list[Flow] = []
         while heap and heap[0][0] <= now:
-            _, token, flow = heapq.heappop(heap)
-            if not flow.removed and flow.token == token:
-                flow.heap_at = None
-                deadline = flow.deadline
-                if deadline is None:
-                    continue
-                if deadline > now:  # moved later since the entry was filed
-                    self._token += 1
-                    flow.token = self._token
-                    flow.heap_at = deadline
-                    heapq.heappush(heap, (deadline, self._token, flow))
-                    continue
-                flow.deadline = None
-                due.append(flow)
+            _, token, key = heapq.heappop(heap)
+            f = flows.get(key)
+            if f is None or f.token != token:
+                continue  # a stale entry
+            f.heap_at = None
+            deadline = f.deadline
+            if deadline is None:
+                continue
+            if deadline > now:  # moved later since the entry was filed
+                self._file(f, deadline)
+                continue
+            f.deadline = None
+            due.append(f)
         for flow in due:
             if flow.removed:
                 continue
@@ -333,8 +349,8 @@ class TcpStack:
                 self._service(flow, now)
             except Exception:
                 self._internal_error(flow, now)
-        if len(heap) > 2 * len(self._flows) + 1024:
-            self._heap = [e for e in heap if not e[2].removed and e[2].token == e[1]]
+        if len(heap) > 2 * len(flows) + 1024:
+            self._heap = [e for e in heap if (f := flows.get(e[2])) is not None and f.token == e[1]]
             heapq.heapify(self._heap)
 
     # ---- flow servicing --------------------------------------------------------------------
@@ -385,6 +401,8 @@ class TcpStack:
                 ep.abort("send_buffer_overflow")
         if self._dirty:
             self._dirty.pop(flow.conn, None)  # serviced now
+            if self._dirty:  # a stage wrote to another flow: poll_at is due at once
+                self.timers_moved = True
         segs = ep.segments_to_send(now)
         if segs:
             client, vip = flow.key[0], flow.key[2]
@@ -421,10 +439,16 @@ class TcpStack:
         if d is not None:
             at = flow.heap_at
             if at is None or d < at:
-                self._token += 1
-                flow.token = self._token
-                flow.heap_at = d
-                heapq.heappush(self._heap, (d, self._token, flow))
+                self._file(flow, d)
+
+    def _file(self, flow: Flow, at: float) -> None:
+        """A heap entry for ``flow`` at ``at``; the flow's older entries become stale."""
+        self._token += 1
+        flow.token = self._token
+        flow.heap_at = at
+        heapq.heappush(self._heap, (at, self._token, flow.key))
+        if at < self._told:
+            self.timers_moved = True
 
     def _open(self, flow: Flow, now: float) -> None:
         client, cport, vip, vport = flow.key
@@ -497,9 +521,15 @@ class TcpStack:
             self._embryonic -= 1
         if not flow.closed:
             self._close(flow, flow.ep.close_reason or "closed", self._now)
-        self._flows.pop(flow.key, None)
+        flows = self._flows
+        flows.pop(flow.key, None)
         if self._time_wait.get(flow.key) is flow:
             del self._time_wait[flow.key]
+        # Its entries are stale now: those on top go at once, as poll_at would drop them (the
+        # heap stays as small as the live flows' timers when poll_at is seldom asked)
+        heap = self._heap
+        while heap and ((f := flows.get(heap[0][2])) is None or f.token != heap[0][1]):
+            heapq.heappop(heap)
 
     def _flow_fields(
         self, flow: Flow, action: str, reason: str | None, now: float

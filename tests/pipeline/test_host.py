@@ -23,6 +23,7 @@ class FakeTransport:
     """Records what the host stack hands to TCP; returns queued output."""
 
     def __init__(self) -> None:
+        self.timers_moved = False  # set by every segment (as if it moved the deadline earlier)
         self.received: list[tuple[bytes, bytes, bytes, float]] = []
         self.output: list[tuple[bytes, bytes, bytes]] = []
         self.deadline: float | None = None
@@ -30,12 +31,14 @@ class FakeTransport:
 
     def receive_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
         self.received.append((src, dst, bytes(segment), now))
+        self.timers_moved = True
 
     def take_output(self) -> list[tuple[bytes, bytes, bytes]]:
         out, self.output = self.output, []
         return out
 
     def poll_at(self) -> float | None:
+        self.timers_moved = False
         return self.deadline
 
     def handle_timer(self, now: float) -> None:

@@ -33,6 +33,8 @@ SOLICITED_MAC = "33:33:ff:00:00:10"
 
 
 class FakeTransport:
+    timers_moved = True  # every segment may move its deadline
+
     def __init__(self) -> None:
         self.received: list[tuple[bytes, bytes, bytes]] = []
         self.output: list[tuple[bytes, bytes, bytes]] = []

@@ -54,6 +54,8 @@ VALID = [
 class EchoTransport:
     """Answers every segment with one segment back, so output paths run too."""
 
+    timers_moved = True  # every segment may move its deadline
+
     def __init__(self) -> None:
         self.out: list[tuple[bytes, bytes, bytes]] = []
 

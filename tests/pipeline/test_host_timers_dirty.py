@@ -1,4 +1,4 @@
-"""``HostStack.timers_dirty``: set by whatever may move a deadline (the loop then asks
+"""``HostStack.timers_dirty``: set by whatever may move a deadline earlier (the loop then asks
 ``poll_at`` again), left alone by the answers the host stack gives by itself (echo, ARP)."""
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ def test_echo_and_arp_answers_leave_the_deadlines_alone() -> None:
     assert host.poll_at() is None
 
 
-def test_a_tcp_segment_marks_the_deadlines_dirty() -> None:
-    host, _, tcp = make_host()
+def test_a_tcp_segment_that_moved_a_deadline_earlier_marks_them_dirty() -> None:
+    host, _, tcp = make_host()  # its fake says every segment moved its deadline earlier
     host.receive_frame(to_us(IP(src=PEER, dst=VIP) / TCP(sport=40000, dport=443, flags="S")), 1.0)
     assert len(tcp.received) == 1
+    host.frames_to_send(1.0)  # TCP's timers_moved is read with its output
     assert host.timers_dirty is True
+    host.timers_dirty = False
+    assert host.poll_at() is None  # asked: TCP's flag is cleared
+    host.frames_to_send(1.0)
+    assert host.timers_dirty is False
 
 
 def test_output_queued_behind_neighbour_resolution_marks_them_dirty() -> None:
