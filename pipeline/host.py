@@ -46,9 +46,9 @@ MAX_TX_QUEUE = 4096  # frames waiting for frames_to_send(); beyond: drop.tx_full
 class TransportHandler(Protocol):
     """What the TCP stack offers the host stack (``pipeline.tcp`` implements it)."""
 
-    # Set when the next deadline may have moved earlier than ``poll_at`` last said (cleared by
-    # ``poll_at``): a later one, or one that went away, may be left to fire early, as a stale
-    # deadline, never late.
+    # Read after ``take_output``: set when the next deadline may be earlier than ``poll_at``
+    # last said (cleared by ``poll_at``). One that moved later or went away may be left stale:
+    # it fires early (a call of ``handle_timer`` with nothing due), never late.
     timers_moved: bool
 
     def receive_tcp(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None: ...
@@ -99,10 +99,12 @@ class HostStack:
         )
         self._out: list[bytes] = []
         # Set when something here may have moved a deadline earlier (TCP says so through its
-        # ``timers_moved``, a packet stage ran, a packet was queued for or released by neighbour
-        # resolution, timers ran); the loop clears it after asking ``poll_at``. Echo, ARP and ND
-        # answers leave it alone. A deadline that moved later or went away is left stale: the
-        # loop then wakes early once and asks again (``nf.loop``), it never wakes late.
+        # ``timers_moved`` when ``frames_to_send`` takes its output, a packet stage ran, a packet
+        # was queued for or released by neighbour resolution, timers ran); the loop clears it
+        # after asking ``poll_at``. Echo, ARP and ND answers leave it alone, and so do the TCP
+        # segments that arm no timer earlier than the loop's deadline (most): a deadline that
+        # moved later or went away is left stale, the loop wakes early once and asks again
+        # (``nf.loop``), it never wakes late.
         self.timers_dirty = False
         self._ident = 0
         self._now = 0.0
@@ -183,7 +185,7 @@ class HostStack:
                     self._send_ip(src, dst, ipv4.PROTO_TCP, segment, now)
                 except Exception:  # noqa: BLE001 - a malformed output item costs itself only
                     self.counters["drop.internal"] += 1
-            if self.tcp.timers_moved:  # a stage wrote to a flow outside TCP's own calls
+            if self.tcp.timers_moved:  # this wake's segments (or a stage) armed an earlier timer
                 self.timers_dirty = True
         out, self._out = self._out, []
         return out
@@ -276,8 +278,6 @@ class HostStack:
             if tcp is None:
                 raise WireError("no_transport", "TCP without a transport handler")
             tcp.receive_tcp(src, dst, memoryview(frame)[14 + hlen : 14 + total], now)
-            if tcp.timers_moved:
-                self.timers_dirty = True
         elif proto == 1:  # ipv4.PROTO_ICMP
             self._transmit(icmp.echo_reply_v4(frame, 14, hlen, total, self.mac), now)
             self.counters["icmp.echo_replied"] += 1
@@ -296,8 +296,6 @@ class HostStack:
         if self.tcp is None:
             raise WireError("no_transport", "TCP without a transport handler")
         self.tcp.receive_tcp(src, dst, segment, now)
-        if self.tcp.timers_moved:
-            self.timers_dirty = True
 
     # ---- IPv6 ------------------------------------------------------------------------------
     def _receive_ipv6(self, eth: EthernetRepr, payload: memoryview, now: float) -> None:

@@ -135,6 +135,7 @@ class Flow:
         "deadline",
         "token",
         "heap_at",
+        "retime",
         "paused",
         "drain",
         "names",
@@ -155,6 +156,7 @@ class Flow:
         self.deadline: float | None = None  # the flow's next timer (endpoint or stage)
         self.token = 0  # token of the flow's live heap entry; older entries are stale
         self.heap_at: float | None = None  # when that entry falls due (<= deadline)
+        self.retime = False  # serviced since ``deadline`` was computed (TcpStack._retime)
         self.paused = False  # FlowControl: the stage is fed nothing while set
         self.drain: tuple[int, Callable[[float], None]] | None = None
         self.names: tuple[str, str] | None = None  # "client", "vip" as events show them
@@ -190,12 +192,14 @@ class TcpStack:
         # it is removed, not when its stale entries reach the top
         self._heap: list[tuple[float, int, FlowKey]] = []
         self._dirty: dict[int, Flow] = {}  # flows a stage wrote to between our calls
+        self._retime: list[Flow] = []  # flows serviced since their deadline was last filed
         self._token = 0
         # Set when a timer was filed earlier than poll_at's last answer (``_told``; a flow marked
-        # for service counts as due now), cleared by poll_at: the host stack asks for a new
-        # deadline only then. A timer filed later than that answer, or one that went away,
-        # leaves the caller's deadline early, never late: it then costs one call of
-        # handle_timer, which files the live entries anew.
+        # for service counts as due now), cleared by poll_at; up to date once take_output ran
+        # (deadlines are filed once per wake, ``_retime_flows``). The host stack has the loop
+        # ask for a new deadline only then: a timer filed later than that answer, or one that
+        # went away, leaves the loop's deadline early, never late, and costs one handle_timer
+        # call with nothing due.
         self.timers_moved = False
         self._told = _NEVER
         self._conn_ids = 0
@@ -272,12 +276,16 @@ class TcpStack:
             self.counters["tcp.internal_errors"] += 1
 
     def take_output(self) -> list[Output]:
+        if self._retime:
+            self._retime_flows()
         if self._dirty:  # a stage wrote to a flow outside our calls: poll_at is due at once
             self.timers_moved = True
         out, self._out = self._out, []
         return out
 
     def poll_at(self) -> float | None:
+        if self._retime:
+            self._retime_flows()
         self.timers_moved = False
         if self._dirty:
             self._told = self._now
@@ -307,6 +315,8 @@ class TcpStack:
 
     def handle_timer(self, now: float) -> None:
         self._now = now
+        if self._retime:
+            self._retime_flows()
         if self._dirty:
             dirty, self._dirty = self._dirty, {}
             for flow in dirty.values():
@@ -401,8 +411,6 @@ class TcpStack:
                 ep.abort("send_buffer_overflow")
         if self._dirty:
             self._dirty.pop(flow.conn, None)  # serviced now
-            if self._dirty:  # a stage wrote to another flow: poll_at is due at once
-                self.timers_moved = True
         segs = ep.segments_to_send(now)
         if segs:
             client, vip = flow.key[0], flow.key[2]
@@ -424,22 +432,40 @@ class TcpStack:
                 return
             if flow.key not in self._time_wait:
                 self._time_wait[flow.key] = flow
-        # the next deadline; a heap entry is filed only when it is earlier than the flow's
-        # live entry: a deadline that moves later (idle timer, RTO re-armed by an ACK) keeps
-        # its entry, which is filed again at the new time when it reaches the top (poll_at)
-        d = ep.poll_at()
-        if stage is not None and not flow.closed:
+        if not flow.retime:
+            flow.retime = True
+            self._retime.append(flow)
+
+    def _retime_flows(self) -> None:
+        """The next deadline of every flow serviced since the last call, before the heap is
+        read or output taken: once per wake, not per segment (a short connection's segments
+        come several to a wake, the last ones with the RST that removes its flow).
+
+        A heap entry is filed only when the deadline is earlier than the flow's live entry: a
+        deadline that moves later (idle timer, RTO re-armed by an ACK) keeps its entry, which is
+        filed again at the new time when it reaches the top (poll_at)."""
+        retime, self._retime = self._retime, []
+        for flow in retime:
+            flow.retime = False
+            if flow.removed:
+                continue
             try:
-                sd = stage.poll_at()
+                d = flow.ep.poll_at()
+                stage = flow.stage
+                if stage is not None and not flow.closed:
+                    try:
+                        sd = stage.poll_at()
+                    except Exception:
+                        sd = None
+                    if sd is not None and (d is None or sd < d):
+                        d = sd
+                flow.deadline = d
+                if d is not None:
+                    at = flow.heap_at
+                    if at is None or d < at:
+                        self._file(flow, d)
             except Exception:
-                sd = None
-            if sd is not None and (d is None or sd < d):
-                d = sd
-        flow.deadline = d
-        if d is not None:
-            at = flow.heap_at
-            if at is None or d < at:
-                self._file(flow, d)
+                self._internal_error(flow, self._now)
 
     def _file(self, flow: Flow, at: float) -> None:
         """A heap entry for ``flow`` at ``at``; the flow's older entries become stale."""
