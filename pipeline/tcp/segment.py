@@ -14,7 +14,8 @@ per-field ``object.__setattr__``.
 The checksum is RFC 1071 done as arithmetic: since 2^16 = 1 (mod 0xFFFF), the one's-complement
 sum of 16-bit words is the residue mod 0xFFFF of the integer those bytes spell
 (``pipeline.wire.checksum.ones_sum``), and the IPv4 and IPv6 pseudo-headers both reduce to
-``int(src) + int(dst) + protocol + length``.
+``int(src) + int(dst) + protocol + length``. The payload's integer is reduced before it is
+shifted (odd length) or added: one pass over it, not three (each a new big integer).
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> byte
         total = sport + dport + seq + ack + (offb << 8 | flags & 0xFF) + window + urgent
         total += addrs + PROTO_TCP + HEADER_LEN + plen
         if plen:
-            total += int.from_bytes(payload, "big") << (8 if plen & 1 else 0)
+            total += int.from_bytes(payload, "big") % 0xFFFF << (8 if plen & 1 else 0)
         csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
         head = _HDR.pack(sport, dport, seq, ack, offb, flags & 0xFF, window, csum, urgent)
     else:
@@ -314,7 +315,7 @@ def emit(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None = None) -> byte
         total = sport + dport + seq + ack + (offb << 8 | flags & 0xFF) + window + urgent
         total += _TS_OPT + tsval + tsecr + addrs + PROTO_TCP + _TS_HLEN + plen
         if plen:
-            total += int.from_bytes(payload, "big") << (8 if plen & 1 else 0)
+            total += int.from_bytes(payload, "big") % 0xFFFF << (8 if plen & 1 else 0)
         csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
         head = _HDR_TS.pack(
             sport, dport, seq, ack, offb, flags & 0xFF, window, csum, urgent, _TS_OPT, tsval, tsecr
@@ -347,7 +348,7 @@ def _emit_options(seg: TcpRepr, src: bytes, dst: bytes, addrs: int | None) -> by
     # the fixed header's share added field by field, as in ``emit``
     total = sport + dport + seq + ack + (offb << 8 | flags & 0xFF) + window + urgent
     total += addrs + PROTO_TCP + hlen + len(payload)
-    total += int.from_bytes(body, "big") << (8 if blen & 1 else 0)
+    total += int.from_bytes(body, "big") % 0xFFFF << (8 if blen & 1 else 0)
     csum = (0xFFFF - total % 0xFFFF) % 0xFFFF
     return _HDR.pack(sport, dport, seq, ack, offb, flags & 0xFF, window, csum, urgent) + body
 
