@@ -268,19 +268,22 @@ class TcpSender(Tcb):
             seg = self._tail_probe(now)
             if seg is not None:
                 out.append(seg)
-        if self.snd_nxt < self._data_end() + self.fin_queued:  # new data or our FIN
+        end = self._data_end() + self.fin_queued  # past our last byte, or our FIN
+        if self.snd_nxt < end:  # new data or our FIN
             for _ in range(1024):
                 seg = self._data_segment(self.snd_nxt, now)
                 if seg is None:
                     break
                 out.append(seg)
+                if self.snd_nxt >= end:  # all sent: no call to learn that nothing is left
+                    break
         if self._ack_now or (self.ack_at is not None and now >= self.ack_at):
             out.append(self._segment(self.snd_max, ACK, now))
         if (
             (self.snd_wnd == 0 or self._sws_blocked)
             and self.rtx_at is None
             and self.persist_at is None
-            and self.snd_nxt < self._data_end() + self.fin_queued
+            and self.snd_nxt < end
         ):
             self.persist_at = now + self.rtt.rto
             self._probes = 0
