@@ -160,6 +160,24 @@ def test_poll_at_tracks_the_earliest_timer() -> None:
     assert d.stack.poll_at() is None
 
 
+def test_timers_moved_says_when_a_timer_was_filed_earlier_than_poll_at_said() -> None:
+    d = StackDriver(TcpConfig(idle_timeout=100.0), echo=True)
+    assert d.stack.poll_at() is None and d.stack.timers_moved is False
+    (sa,) = d.send(seq=C, flags=SYN)  # SYN-ACK retransmission at 1.0: earlier than none
+    assert d.stack.timers_moved is True
+    assert d.stack.poll_at() == 1.0 and d.stack.timers_moved is False
+    d.now = 0.005
+    d.send(src_port=CPORT + 1, seq=C, flags=SYN)  # another at 1.005: the answer 1.0 holds
+    assert d.stack.timers_moved is False
+    d.now = 0.01  # data echoed: its retransmission and tail probe are due before 1.0
+    d.send(seq=C + 1, ack=sa.seq + 1, flags=ACK | PSH, payload=b"hi")
+    assert d.stack.timers_moved is True
+    assert d.stack.poll_at() < 1.0 and d.stack.timers_moved is False
+    d.send(TcpRepr(CPORT, PORT, C + 3, flags=RST))  # a removed flow only leaves it early
+    assert d.stack.timers_moved is False
+    assert d.stack.poll_at() == 1.005
+
+
 def test_backpressure_closes_our_window_when_the_client_does_not_read() -> None:
     cfg = TcpConfig(send_buffer=4096, send_buffer_hard=65536, recv_buffer=8192)
     d = StackDriver(cfg, echo=True)
