@@ -12,6 +12,7 @@ next to the variable they are compared with (``seq.py``), so wrap-around is hand
 from __future__ import annotations
 
 import collections
+import functools
 from collections import deque
 from enum import Enum
 from typing import Any
@@ -71,6 +72,7 @@ SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
 RECV_OPEN = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 
 
+@functools.cache  # one buffer size per configuration; asked per passive open
 def window_scale_for(buffer: int) -> int:
     ws = 0
     while (buffer >> ws) > 0xFFFF and ws < 14:
