@@ -309,7 +309,7 @@ class TcpEndpoint(TcpSender):
         if ack > self.snd_max:
             self._ack_now = True  # acknowledges something not yet sent
             return False
-        if ack < self.snd_una - max(self.max_snd_wnd, 1):
+        if ack < self.snd_una and ack < self.snd_una - max(self.max_snd_wnd, 1):
             self._challenge(now)  # RFC 5961 §5.2: too old
             return False
         window = seg.window << self.snd_wscale
