@@ -72,7 +72,7 @@ SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
 RECV_OPEN = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 
 
-@functools.cache  # one buffer size per configuration; asked per passive open
+@functools.lru_cache(maxsize=8)  # one buffer size per configuration; asked per passive open
 def window_scale_for(buffer: int) -> int:
     ws = 0
     while (buffer >> ws) > 0xFFFF and ws < 14:
