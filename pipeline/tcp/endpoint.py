@@ -12,6 +12,7 @@ the application side and the receive path.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from pipeline.tcp.assembler import Reassembler
@@ -49,9 +50,28 @@ class TcpEndpoint(TcpSender):
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def accept(cls, config: TcpConfig, syn: Segment, **kw: Any) -> TcpEndpoint:
+    def accept(
+        cls,
+        config: TcpConfig,
+        syn: Segment,
+        *,
+        iss: int,
+        mss: int,
+        now: float,
+        ts_offset: int = 0,
+        counters: collections.Counter[str] | None = None,
+    ) -> TcpEndpoint:
         """Passive open from a received SYN: SYN-RECEIVED with a SYN-ACK due."""
-        ep = cls(config, syn.dst_port, syn.src_port, **kw)
+        ep = cls(
+            config,
+            syn.dst_port,
+            syn.src_port,
+            iss=iss,
+            mss=mss,
+            now=now,
+            ts_offset=ts_offset,
+            counters=counters,
+        )  # spelled out: one per connection, without packing and unpacking a keyword dict
         ep._init_receive(syn.seq)
         if syn.mss:
             ep.mss = min(syn.mss, ep.local_mss)
