@@ -1,7 +1,9 @@
 """The TCP stack: flow table, listeners, SYN backlog and cookies, and the stream-chain glue.
 
 The host stack hands every TCP segment for a virtual IP to ``receive_tcp`` and collects
-``take_output()``; ``poll_at()``/``handle_timer()`` drive every flow's timers through one heap.
+``take_output()``; ``poll_at()``/``handle_timer()`` drive every flow's timers through one heap,
+filed once per wake, and ``timers_moved`` (read after ``take_output``) says when ``poll_at``'s
+answer may have moved earlier, the only case in which the loop must ask again.
 Each accepted connection gets a fresh stage stack from its listener's ``StreamChain`` once the
 handshake completes; in-order bytes go up with ``receive_data``, the peer's FIN as
 ``receive_eof``, and ``on_close`` is called exactly once. A stage that raises aborts its flow
