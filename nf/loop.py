@@ -94,11 +94,14 @@ class Loop:
         """Serve until stopped.
 
         The next deadline is asked of the components (``Runtime.poll_at``) once per wake at
-        most, and only when something that can move it ran: a wake that only carried frames the
-        host stack answered by itself (ICMP/ICMPv6 echo, ARP, ND: ``host.timers_dirty`` stays False)
-        keeps the deadline it had. Anything else (TCP, a packet stage, a ZeroMQ request, a
-        backend socket, a signal, a timeout, fired timers) asks again, and so does a wake more
-        than ``MAX_SLEEP`` after the last ask (wall-clock deadlines are converted when asked).
+        most, and only when something that can move it earlier ran: a wake that only carried
+        frames the host stack answered by itself (ICMP/ICMPv6 echo, ARP, ND) or TCP segments that
+        armed no timer earlier than TCP's last answer keeps the deadline it had
+        (``host.timers_dirty`` stays False; TCP raises it through ``TcpStack.timers_moved``, read
+        when ``frames_to_send`` takes TCP's output, so it triggers the second ask below). Anything
+        else (a packet stage, a ZeroMQ request, a backend socket, a signal, a timeout, fired
+        timers) asks again, and so does a wake more than ``MAX_SLEEP`` after the last ask
+        (wall-clock deadlines are converted when asked).
         A stale deadline can only be early (a spurious wake, never a late timer) as long as every
         component that can move a deadline earlier does so on one of those wakes: a new one
         arming timers from echo/ARP/ND handling must set ``host.timers_dirty``. A wake that only

@@ -263,8 +263,7 @@ class Runtime:
 
         ``full=False`` (the loop, on a wake that only carried frames) reuses the TLS profiles'
         deadline from the last full ask if it is less than ``TLS_REFRESH`` old: asking them
-        costs ~4 µs in the running NF (their session caches and ticket rings), twice per
-        connection. Nothing a frame does can arm a TLS timer sooner than that: a cached session
+        costs ~4 µs in the running NF (their session caches and ticket rings). Nothing a frame does can arm a TLS timer sooner than that: a cached session
         expires ``cache_timeout`` (>= 1 s) after its ``put``, a key rotated by ``seal`` is
         rotated again ``ticket_key_rotation`` (>= 1 s) later and the one it retired is erased
         a ticket lifetime (>= 1 s) later. A session taken or refreshed by a frame can move the

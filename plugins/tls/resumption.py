@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, DecodeError
-from pipeline.events import EventBus, NullBus
+from pipeline.events import EventBus, NullBus, wants
 from plugins.tls.profile import CIPHER_NAMES, TlsProfile, apply_changes, describe
 from plugins.tls.session import SessionState
 from plugins.tls.store import ExplainsMisses, MemorySessionStore, SessionStore
@@ -462,6 +462,8 @@ class ProfileRuntime:
         return self.ring
 
     def _cache_event(self, action: str, sid: bytes, age: float) -> None:
+        if not wants(self.bus, "tls.cache"):  # a full cache evicts on every put: no collector,
+            return  # no event built
         self.bus.emit(
             "tls.cache",
             {"profile": self.profile.name, "action": action, "session_id": sid.hex(), "age_s": age},

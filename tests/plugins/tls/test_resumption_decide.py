@@ -399,3 +399,23 @@ def test_store_ops_strict_unclean_close_is_one_take() -> None:
     r.rt.session_closed(sid, clean=False, wall_now=r.now)
     assert s.ops == ["take"]
     assert handshake(r, offer(sid=sid)).reason == "cache_miss"  # a foreign store has no tombstone
+
+
+def test_cache_events_are_not_built_for_a_bus_that_does_not_want_them() -> None:
+    """A full cache evicts on every put: with no collector for ``tls.cache`` nothing is emitted,
+    and the eviction still happens (the miss reason stays ``cache_evicted``)."""
+
+    class NoCache(ListBus):
+        def wants(self, topic: str) -> bool:
+            return topic != "tls.cache"
+
+    r = Rig(cache_size=1)
+    r.bus = r.rt.bus = NoCache()
+    first = r.full().server_session_id
+    r.full()
+    assert r.bus.of("tls.cache") == []
+    assert r.decide(offer(sid=first)).reason == "cache_evicted"
+    loud = Rig(cache_size=1)
+    loud.full()
+    loud.full()
+    assert [e["action"] for e in loud.bus.of("tls.cache")] == ["evicted"]
