@@ -31,12 +31,13 @@ the fastest HMAC here: ``hmac.digest`` one-shot costs twice as much); if the eng
 faster PRF, the floor would get faster with it.
 
 Where the server's time goes (py-spy --native, server alone replaying recorded client flights,
-2-core shared VM, November 2026; server-only µs: full ECDSA ~190, full RSA ~430, resumed by ID
-~46, by ticket ~53; the percentages below are from ~5 % slower code, before the connection's
-reference cycle was broken and a few constructors were trimmed). A full handshake's crypto itself
-costs more inside the engine than in the floor's tight loop: timed in place, ECDSA sign 33 µs vs
-22, x25519 keygen 38 vs 34, exchange 37 vs 31 (caches cooled by the Python in between), about 20
-of the ~75 µs between the full ECDSA figure and its floor:
+2-core shared VM, November 2026; server-only µs, end of November: full ECDSA ~172, full RSA
+~416, resumed by ID ~42, by ticket ~48; the percentages below are from ~15 % slower code, before
+the connection's reference cycle was broken and the codecs, record layer and full flight were
+trimmed). A full handshake's crypto itself costs more inside the engine than in the floor's
+tight loop: timed in place, ECDSA sign ~28 µs vs 22 (with the hashing), x25519 keygen 37 vs 33,
+exchange 36 vs 32 (caches cooled by the Python in between; ordering the operations differently
+does not change it), about 15 of the ~55 µs between the full ECDSA figure and its floor:
 
 * full ECDSA: cryptography 45% (x25519 keygen + exchange ~60 µs, ECDSA sign ~25 µs), handshake
   states 10%, codecs 8%, record layer 8%, connection dispatch/events 8%, hashlib (PRF,
