@@ -162,14 +162,7 @@ class Handshake:
         return digest
 
     def send(self, msg_type: int, body: bytes) -> None:
-        raw = m.frame(msg_type, body)
-        transcript = self._transcript  # add(), spelled out: five messages per full handshake
-        if transcript is None:
-            self._pending += raw
-        else:
-            transcript.update(raw)
-            self._digest = None
-        self.out += raw
+        self.send_raw(m.frame(msg_type, body))
 
     def send_raw(self, raw: bytes) -> None:
         """Queue already framed handshake messages (one, or a flight's worth concatenated)."""
