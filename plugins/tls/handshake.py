@@ -166,12 +166,7 @@ class Handshake:
 
     def send_raw(self, raw: bytes) -> None:
         """Queue already framed handshake messages (one, or a flight's worth concatenated)."""
-        transcript = self._transcript
-        if transcript is None:
-            self._pending += raw
-        else:
-            transcript.update(raw)
-            self._digest = None
+        self.add(raw)
         self.out += raw
 
     def flush(self) -> None:

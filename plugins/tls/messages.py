@@ -192,11 +192,17 @@ class HelloExtensions:
     unknown: tuple[int, ...] = field(default=())
 
 
-def _vec(data: bytes, len_bytes: int, what: str) -> bytes:
-    """The body of a length-prefixed vector that must fill ``data`` exactly."""
-    n = len(data) - len_bytes  # the 1- or 2-byte length prefix must say n
+def _body_len(data: bytes, len_bytes: int, what: str) -> int:
+    """The length of a vector behind a 1- or 2-byte length prefix that must fill ``data``."""
+    n = len(data) - len_bytes
     if n < 0 or (data[0] if len_bytes == 1 else (data[0] << 8) | data[1]) != n:
         raise DecodeError(f"{what}: bad length")
+    return n
+
+
+def _vec(data: bytes, len_bytes: int, what: str) -> bytes:
+    """The body of a length-prefixed vector that must fill ``data`` exactly."""
+    _body_len(data, len_bytes, what)
     return data[len_bytes:]
 
 
@@ -204,9 +210,7 @@ def _u16_list(what: str, len_bytes: int = 2) -> Callable[[bytes], tuple[int, ...
     """Decoder of a length-prefixed list of 16-bit codes that fills the extension exactly."""
 
     def decode(data: bytes) -> tuple[int, ...]:
-        n = len(data) - len_bytes  # same checks as _vec, without the copy
-        if n < 0 or (data[0] if len_bytes == 1 else (data[0] << 8) | data[1]) != n:
-            raise DecodeError(f"{what}: bad length")
+        n = _body_len(data, len_bytes, what)  # as _vec, without the copy
         if n % 2 or not n:
             raise DecodeError(f"{what}: bad list length")
         return _u16s(n // 2).unpack_from(data, len_bytes)
@@ -429,18 +433,12 @@ def parse_server_key_exchange(body: bytes) -> tuple[int, bytes, int, bytes]:
 
 def parse_client_key_exchange(body: bytes) -> bytes:
     """ClientECDiffieHellmanPublic: the client's point, <1..2^8-1>."""
-    # One per full handshake: direct indexing, the checks (and messages) of a Buffer's.
-    n = len(body)
-    if not n:
-        raise DecodeError("truncated: need 1 bytes, have 0")
-    length = body[0]
-    if length >= n:
-        raise DecodeError(f"truncated: need {length} bytes, have {n - 1}")
-    if length != n - 1:
-        raise DecodeError(f"{n - 1 - length} trailing bytes")
-    if not length:
+    buf = Buffer(body)
+    point = buf.pull_opaque(1)
+    buf.expect_end()
+    if not point:
         raise DecodeError("empty ECDH public value")
-    return bytes(body[1:])
+    return point
 
 
 def client_key_exchange(point: bytes) -> bytes:

@@ -225,10 +225,8 @@ class ProfileRuntime:
         return None
 
     def _done(self, d: Decision) -> Decision:
-        # _count(table, key, None), spelled out: once per ClientHello, a handful of keys each
-        decisions, offered = self.decisions, self.offered
-        decisions[d.reason] = decisions.get(d.reason, 0) + 1
-        offered[d.offered] = offered.get(d.offered, 0) + 1
+        _count(self.decisions, d.reason, None)
+        _count(self.offered, d.offered, None)
         return d
 
     # ---- after the handshake -------------------------------------------------------------
