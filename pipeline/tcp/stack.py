@@ -293,11 +293,11 @@ class TcpStack:
         if self._dirty:
             self._told = self._now
             return self._now
-        heap, flows = self._heap, self._flows
+        heap = self._heap
         while heap:
             at, token, key = heap[0]
-            flow = flows.get(key)
-            if flow is None or flow.token != token:
+            flow = self._live(token, key)
+            if flow is None:
                 heapq.heappop(heap)
                 continue
             deadline = flow.deadline
@@ -305,7 +305,8 @@ class TcpStack:
                 heapq.heappop(heap)
                 flow.heap_at = None
                 continue
-            if deadline > at:  # it moved later since: file it again, once, now
+            if deadline > at:  # it moved later since: file it again, once, now (not _file:
+                # this is the answer being made, timers_moved stays clear)
                 self._token += 1
                 flow.token = self._token
                 flow.heap_at = deadline
@@ -332,8 +333,8 @@ class TcpStack:
         due: list[Flow] = []
         while heap and heap[0][0] <= now:
             _, token, key = heapq.heappop(heap)
-            f = flows.get(key)
-            if f is None or f.token != token:
+            f = self._live(token, key)
+            if f is None:
                 continue  # a stale entry
             f.heap_at = None
             deadline = f.deadline
@@ -363,7 +364,7 @@ class TcpStack:
             except Exception:
                 self._internal_error(flow, now)
         if len(heap) > 2 * len(flows) + 1024:
-            self._heap = [e for e in heap if (f := flows.get(e[2])) is not None and f.token == e[1]]
+            self._heap = [e for e in heap if self._live(e[1], e[2]) is not None]
             heapq.heapify(self._heap)
 
     # ---- flow servicing --------------------------------------------------------------------
@@ -470,6 +471,12 @@ class TcpStack:
             except Exception:
                 self._internal_error(flow, self._now)
 
+    def _live(self, token: int, key: FlowKey) -> Flow | None:
+        """The flow a heap entry files, or None when the entry is stale (the flow is gone, or
+        filed again since: a new flow under the same key starts with an older token)."""
+        flow = self._flows.get(key)
+        return flow if flow is not None and flow.token == token else None
+
     def _file(self, flow: Flow, at: float) -> None:
         """A heap entry for ``flow`` at ``at``; the flow's older entries become stale."""
         self._token += 1
@@ -550,14 +557,13 @@ class TcpStack:
             self._embryonic -= 1
         if not flow.closed:
             self._close(flow, flow.ep.close_reason or "closed", self._now)
-        flows = self._flows
-        flows.pop(flow.key, None)
+        self._flows.pop(flow.key, None)
         if self._time_wait.get(flow.key) is flow:
             del self._time_wait[flow.key]
         # Its entries are stale now: those on top go at once, as poll_at would drop them (the
         # heap stays as small as the live flows' timers when poll_at is seldom asked)
         heap = self._heap
-        while heap and ((f := flows.get(heap[0][2])) is None or f.token != heap[0][1]):
+        while heap and self._live(heap[0][1], heap[0][2]) is None:
             heapq.heappop(heap)
 
     def _flow_fields(
